@@ -1,0 +1,38 @@
+# Every target creates or reuses .venv and installs what it needs. Heavy artefacts (KFP venvs, the
+# kube-apiserver, etcd, helm, the vendored wandb payload) are cached under $(WKW_CACHE), outside the checkout.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export WKW_CACHE ?= $(HOME)/.cache/wandb-kfp-webhook
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint fixtures demo venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,lint]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/wandb-kfp-webhook serve --dev
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check webhook tests
+	$(VENV)/bin/ruff format --check webhook
+	$(VENV)/bin/mypy webhook
+
+fixtures: $(STAMP)
+	$(PY) -m tests.fixtures.generate
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,87 @@
+"""The one contract between the admission webhook and the runtime shim.
+
+The webhook writes these environment variables and paths into a pod; the shim reads them when the
+component runs. Both sides import the names from here, and docs/contract.md describes them. This module
+is copied into component images with the shim, so it holds constants only and must stay parseable by
+Python 3.7 (no walrus, no positional-only parameters, no match).
+"""
+
+# --- Paths inside the component pod -------------------------------------------------------------
+#: Where the shared emptyDir (or image volume) is mounted, read-only, in the main container.
+SHIM_MOUNT_PATH = "/wandb-shim"
+#: Holds nothing but sitecustomize.py; prepended to PYTHONPATH of the main container.
+BOOTSTRAP_SUBDIR = "bootstrap"
+#: Holds the shim package, importable as SHIM_PACKAGE_NAME.
+LIB_SUBDIR = "lib"
+#: Holds vendored wandb site directories, one per Python minor ("py3.11"), plus shared files.
+SITE_SUBDIR = "site"
+#: Name the shim package is installed under in the pod (not "webhook", which user code may own).
+SHIM_PACKAGE_NAME = "wandb_kfp_shim"
+#: Name of the init container, the volume and the mount; also how double injection is detected.
+INIT_CONTAINER_NAME = "wandb-shim-install"
+VOLUME_NAME = "wandb-shim"
+#: What the init container runs (argv after the image's entrypoint-less command).
+INSTALL_COMMAND = ["wandb-kfp-webhook", "shim", "install", SHIM_MOUNT_PATH]
+#: Volume that holds offline runs when an admin configures a PVC for them.
+OFFLINE_VOLUME_NAME = "wandb-offline"
+
+# --- Standard wandb variables the webhook sets (wandb reads them itself) ------------------------
+WANDB_API_KEY = "WANDB_API_KEY"
+WANDB_BASE_URL = "WANDB_BASE_URL"
+WANDB_PROJECT = "WANDB_PROJECT"
+WANDB_ENTITY = "WANDB_ENTITY"
+WANDB_RUN_GROUP = "WANDB_RUN_GROUP"
+WANDB_JOB_TYPE = "WANDB_JOB_TYPE"
+WANDB_TAGS = "WANDB_TAGS"
+WANDB_RUN_ID = "WANDB_RUN_ID"
+WANDB_DIR = "WANDB_DIR"
+WANDB_MODE = "WANDB_MODE"
+#: Base URL of the KFP UI, as W&B's own @wandb_log integration reads it.
+WANDB_KUBEFLOW_URL = "WANDB_KUBEFLOW_URL"
+
+# --- Identity and switches for the shim (WANDB_KFP_*) --------------------------------------------
+#: "off" disables the shim in a pod without removing the injection.
+SHIM_SWITCH = "WANDB_KFP_SHIM"
+#: The pod kind the webhook classified (see POD_KINDS).
+POD_KIND = "WANDB_KFP_POD_KIND"
+#: Downward API: metadata.name, metadata.namespace, metadata.uid.
+POD_NAME = "WANDB_KFP_POD_NAME"
+POD_NAMESPACE = "WANDB_KFP_NAMESPACE"
+POD_UID = "WANDB_KFP_POD_UID"
+#: KFP run UUID (label pipeline/runid); empty when the pod is not from a KFP run.
+KFP_RUN_ID = "WANDB_KFP_RUN_ID"
+#: KFP pipeline name, when the pod reveals it.
+PIPELINE_NAME = "WANDB_KFP_PIPELINE_NAME"
+#: Argo workflow name and node name (annotation workflows.argoproj.io/node-name).
+WORKFLOW_NAME = "WANDB_KFP_WORKFLOW"
+NODE_NAME = "WANDB_KFP_NODE_NAME"
+#: KFP v1 component spec JSON, from annotation pipelines.kubeflow.org/component_spec (downward API).
+COMPONENT_SPEC = "WANDB_KFP_COMPONENT_SPEC"
+#: Seconds wandb.init may take before the shim falls back to offline mode.
+INIT_TIMEOUT = "WANDB_KFP_INIT_TIMEOUT"
+#: Largest local output artifact file, in bytes, the shim uploads (larger ones are logged by reference).
+MAX_UPLOAD_BYTES = "WANDB_KFP_MAX_UPLOAD_BYTES"
+#: Set by the shim in its own process so child processes never start runs of their own.
+ACTIVE_MARKER = "WANDB_KFP_SHIM_ACTIVE_PID"
+
+DEFAULT_INIT_TIMEOUT_SECONDS = 30
+DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+#: Where offline runs are written when WANDB_DIR is not set.
+DEFAULT_RUN_DIR = "/tmp/wandb-kfp"
+
+# --- Pod kinds --------------------------------------------------------------------------------------
+KIND_V1_COMPONENT = "kfp-v1-component"
+KIND_V2_EXECUTOR = "kfp-v2-executor"
+KIND_V2_DRIVER = "kfp-v2-driver"
+KIND_CACHE_HIT = "kfp-cache-hit"
+KIND_ARGO = "argo"
+POD_KINDS = (KIND_V1_COMPONENT, KIND_V2_EXECUTOR, KIND_V2_DRIVER, KIND_CACHE_HIT, KIND_ARGO)
+#: Kinds whose main container runs a Python component, and so get the shim.
+SHIM_KINDS = (KIND_V1_COMPONENT, KIND_V2_EXECUTOR)
+#: Kinds that get env only.
+ENV_ONLY_KINDS = (KIND_ARGO,)
+
+
+def bootstrap_dir(mount_path=SHIM_MOUNT_PATH):
+    """The directory prepended to PYTHONPATH."""
+    return mount_path.rstrip("/") + "/" + BOOTSTRAP_SUBDIR
