@@ -1,0 +1,94 @@
+"""Configuration precedence: defaults < settings file < env < namespace annotations < pod annotations."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook import config as cfg
+
+
+def test_defaults_are_what_the_docs_say():
+    settings = cfg.Settings()
+    assert settings.api_key_secret_name == "wandb-api-key"
+    assert settings.api_key_secret_key == "api-key"
+    assert settings.base_url == "https://api.wandb.ai"
+    assert settings.excluded_namespaces == ["kube-system", "kube-public", "kube-node-lease"]
+
+
+def test_file_then_env_then_flags(tmp_path, monkeypatch):
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text("project: from-file\nentity: file-entity\ntags: [a, b]\nport: 9443\n")
+    assert cfg.load_settings(settings_file).project == "from-file"
+    monkeypatch.setenv("WANDB_KFP_WEBHOOK_PROJECT", "from-env")
+    monkeypatch.setenv("WANDB_KFP_WEBHOOK_TAGS", "x,y")
+    loaded = cfg.load_settings(settings_file)
+    assert (loaded.project, loaded.entity, loaded.tags, loaded.port) == (
+        "from-env",
+        "file-entity",
+        ["x", "y"],
+        9443,
+    )
+    assert cfg.load_settings(settings_file, project="from-flag").project == "from-flag"
+
+
+def test_settings_file_rejects_unknown_keys(tmp_path):
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text("projcet: typo\n")
+    with pytest.raises(ValueError, match="projcet"):
+        cfg.load_settings(settings_file)
+
+
+def test_nested_resources_from_env(monkeypatch):
+    monkeypatch.setenv("WANDB_KFP_WEBHOOK_SHIM_RESOURCES__MEMORY_LIMIT", "512Mi")
+    assert cfg.Settings().shim_resources.memory_limit == "512Mi"
+
+
+def test_namespace_then_pod_annotations_win():
+    settings = cfg.Settings(project="server", entity="server-entity", tags=["s"])
+    namespace = {"wandb.ai/project": "team", "wandb.ai/entity": "team-entity", "wandb.ai/tags": "t1, t2"}
+    pod = {"wandb.ai/project": "pod-project", "wandb.ai/api-key-secret": "my-key/token"}
+    resolved = cfg.resolve(settings, namespace, pod, "ns")
+    assert resolved.project == "pod-project"
+    assert resolved.entity == "team-entity"
+    assert resolved.tags == ("t1", "t2")
+    assert (resolved.api_key_secret_name, resolved.api_key_secret_key) == ("my-key", "token")
+    assert resolved.warnings == ()
+
+
+def test_secret_without_key_keeps_the_configured_key():
+    resolved = cfg.resolve(
+        cfg.Settings(api_key_secret_key="k"), {"wandb.ai/api-key-secret": "other"}, {}, "ns"
+    )
+    assert (resolved.api_key_secret_name, resolved.api_key_secret_key) == ("other", "k")
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"),
+    [
+        ("wandb.ai/project", "a/b"),
+        ("wandb.ai/project", ""),
+        ("wandb.ai/entity", "x" * 200),
+        ("wandb.ai/tags", ",,"),
+        ("wandb.ai/api-key-secret", "Not_A_Name"),
+        ("wandb.ai/base-url", "ftp://example.com"),
+        ("wandb.ai/kubeflow-url", "not a url"),
+        ("wandb.ai/init-timeout", "-5"),
+        ("wandb.ai/init-timeout", "9999"),
+        ("wandb.ai/shim", "maybe"),
+    ],
+)
+def test_invalid_annotation_is_ignored_with_a_warning(annotation, value):
+    settings = cfg.Settings(project="kept", entity="kept")
+    baseline = cfg.resolve(settings, {}, {}, "team")
+    resolved = cfg.resolve(settings, {annotation: value}, {}, "team")
+    assert len(resolved.warnings) == 1
+    assert annotation in resolved.warnings[0] and "namespace team" in resolved.warnings[0]
+    assert (value not in resolved.warnings[0]) or value in annotation, "the warning must not echo the value"
+    assert resolved.__class__(**{**resolved.__dict__, "warnings": ()}) == baseline
+
+
+def test_pipeline_patterns_merge_settings_and_namespace():
+    settings = cfg.Settings(pipelines=["train-*"])
+    patterns, warnings = cfg.pipeline_patterns(settings, {"wandb.ai/pipelines": "eval-*, bad pattern!"}, "ns")
+    assert patterns == ["train-*", "eval-*"]
+    assert len(warnings) == 1 and "wandb.ai/pipelines" in warnings[0]

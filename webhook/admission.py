@@ -1,0 +1,157 @@
+"""Turn an AdmissionReview body into a response: validate, decide, build the patch, never block.
+
+`evaluate` is the pure core (pod in, decision and patch out) that both the server and `preview` use;
+`review` adds the wire format and the failure rules: a malformed review is a 400 with a message, and any
+internal error admits the pod unchanged with a warning.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from webhook import config as cfg
+from webhook.models import AdmissionRequest, AdmissionResponse, AdmissionReviewRequest, AdmissionReviewResponse
+from webhook.patch import Injection, build
+from webhook.podfacts import PodFacts, read_facts
+from webhook.selection import Decision, decide
+
+log = logging.getLogger(__name__)
+
+OUTCOME_INJECTED = "injected"
+OUTCOME_SKIPPED = "skipped"
+OUTCOME_ERROR = "error"
+OUTCOME_INVALID = "invalid"
+
+
+class NamespaceLookup(Protocol):
+    def get(self, name: str) -> cfg.NamespaceInfo | None: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    decision: Decision
+    facts: PodFacts | None
+    injection: Injection | None
+
+    @property
+    def warnings(self) -> list[str]:
+        found = list(self.decision.warnings) + list(self.injection.warnings if self.injection else ())
+        return list(dict.fromkeys(found))
+
+
+def evaluate(
+    pod: dict[str, Any],
+    namespace: str,
+    namespace_info: cfg.NamespaceInfo | None,
+    settings: cfg.Settings,
+    request_uid: str = "",
+) -> Evaluation:
+    """Decide and, when selected, build the patch. Pure: the same pod and settings give the same result."""
+    facts = read_facts(pod)
+    info = namespace_info or cfg.NamespaceInfo()
+    decision = decide(pod, facts, namespace, info, settings)
+    if not decision.selected:
+        return Evaluation(decision, facts, None)
+    injection_config = cfg.resolve(settings, info.annotations, _annotations(pod), namespace)
+    return Evaluation(decision, facts, build(pod, facts, injection_config, settings, namespace, request_uid))
+
+
+def _annotations(pod: dict[str, Any]) -> dict[str, str]:
+    return dict((pod.get("metadata") or {}).get("annotations") or {})
+
+
+@dataclass
+class ReviewResult:
+    """What the HTTP layer sends back, plus what metrics and logs record about it."""
+
+    status: int
+    body: dict[str, Any]
+    outcome: str
+    kind: str = ""
+    reason: str = ""
+    evaluation: Evaluation | None = field(default=None, repr=False)
+
+
+def bad_request(message: str) -> ReviewResult:
+    return ReviewResult(400, {"error": message}, OUTCOME_INVALID, reason=message)
+
+
+def parse_review(body: bytes | str) -> AdmissionReviewRequest | ReviewResult:
+    """The validated AdmissionReview, or a 400 result that names the problem (never echoing the body)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as problem:
+        return bad_request(f"request body is not valid JSON: {type(problem).__name__}")
+    if not isinstance(document, dict):
+        return bad_request("request body must be a JSON object (an AdmissionReview)")
+    if document.get("kind") != "AdmissionReview":
+        return bad_request("kind must be AdmissionReview")
+    if document.get("apiVersion") != "admission.k8s.io/v1":
+        return bad_request("apiVersion must be admission.k8s.io/v1 (admissionReviewVersions: [v1])")
+    try:
+        return AdmissionReviewRequest.model_validate(document)
+    except ValidationError as problem:
+        details = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in problem.errors()
+        )
+        return bad_request(f"invalid AdmissionReview: {details}")
+
+
+def _response(uid: str, evaluation: Evaluation | None, extra_warnings: list[str]) -> AdmissionReviewResponse:
+    warnings = (evaluation.warnings if evaluation else []) + extra_warnings
+    response = AdmissionResponse(uid=uid, allowed=True, warnings=warnings or None)
+    if evaluation and evaluation.injection and evaluation.injection.operations:
+        response.patch_type = "JSONPatch"
+        response.patch = base64.b64encode(
+            json.dumps(evaluation.injection.operations, separators=(",", ":")).encode()
+        ).decode()
+    return AdmissionReviewResponse(response=response)
+
+
+def _is_pod_create(request: AdmissionRequest) -> bool:
+    return (
+        request.operation == "CREATE"
+        and request.kind.kind == "Pod"
+        and request.resource.resource in ("pods", "")
+        and not request.sub_resource
+        and isinstance(request.object, dict)
+    )
+
+
+def review(body: bytes | str, namespaces: NamespaceLookup, settings: cfg.Settings) -> ReviewResult:
+    """Answer one AdmissionReview. Always `allowed: true`; only a malformed review gets a 400."""
+    parsed = parse_review(body)
+    if isinstance(parsed, ReviewResult):
+        return parsed
+    request = parsed.request
+    if not _is_pod_create(request):
+        return ReviewResult(200, _response(request.uid, None, []).to_wire(), OUTCOME_SKIPPED, reason="not a pod CREATE")
+    pod: dict[str, Any] = request.object or {}
+    namespace = request.namespace or str((pod.get("metadata") or {}).get("namespace") or "")
+    try:
+        evaluation = evaluate(pod, namespace, namespaces.get(namespace), settings, request.uid)
+    except Exception as problem:  # noqa: BLE001 - a webhook must admit the pod whatever went wrong
+        log.error(
+            "internal error, pod admitted unchanged: uid=%s namespace=%s error=%s",
+            request.uid,
+            namespace,
+            type(problem).__name__,
+        )
+        warning = f"wandb-kfp-webhook: internal error ({type(problem).__name__}); pod admitted without W&B"
+        return ReviewResult(200, _response(request.uid, None, [warning]).to_wire(), OUTCOME_ERROR, reason=warning)
+    injected = evaluation.injection is not None
+    kind = evaluation.facts.kind if evaluation.facts else ""
+    return ReviewResult(
+        200,
+        _response(request.uid, evaluation, []).to_wire(),
+        OUTCOME_INJECTED if injected else OUTCOME_SKIPPED,
+        kind=kind,
+        reason=evaluation.decision.reason,
+        evaluation=evaluation,
+    )
