@@ -16,7 +16,12 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from webhook import config as cfg
-from webhook.models import AdmissionRequest, AdmissionResponse, AdmissionReviewRequest, AdmissionReviewResponse
+from webhook.models import (
+    AdmissionRequest,
+    AdmissionResponse,
+    AdmissionReviewRequest,
+    AdmissionReviewResponse,
+)
 from webhook.patch import Injection, build
 from webhook.podfacts import PodFacts, read_facts
 from webhook.selection import Decision, decide

@@ -45,7 +45,12 @@ def create_app(settings: Settings | None = None, namespaces: NamespaceLookup | N
         result = review(request.get_data(cache=False), source, settings)
         metrics.record(result.outcome, result.kind, time.perf_counter() - started)
         if result.outcome == OUTCOME_INJECTED:
-            log.info("injected uid=%s kind=%s reason=%s", result.body["response"]["uid"], result.kind, result.reason)
+            log.info(
+                "injected uid=%s kind=%s reason=%s",
+                result.body["response"]["uid"],
+                result.kind,
+                result.reason,
+            )
         elif result.status != 200:
             log.info("rejected malformed review: %s", result.reason)
         return _json(result.body, result.status)

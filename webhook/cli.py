@@ -83,9 +83,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
         ns_labels = _key_values(args.namespace_label, "--namespace-label")
     else:
         ns_labels = {cfg.INJECT_LABEL: cfg.NAMESPACE_INJECT_VALUE}
-        print(f"preview: assuming namespace {namespace} is labelled {cfg.INJECT_LABEL}={cfg.NAMESPACE_INJECT_VALUE}",
-              file=sys.stderr)
-    info = cfg.NamespaceInfo(labels=ns_labels, annotations=_key_values(args.namespace_annotation, "--namespace-annotation"))
+        print(
+            f"preview: assuming namespace {namespace} is labelled {cfg.INJECT_LABEL}={cfg.NAMESPACE_INJECT_VALUE}",
+            file=sys.stderr,
+        )
+    info = cfg.NamespaceInfo(
+        labels=ns_labels, annotations=_key_values(args.namespace_annotation, "--namespace-annotation")
+    )
     settings = cfg.load_settings(args.config)
     evaluation = evaluate(pod, namespace, info, settings, uid)
     for warning in evaluation.warnings:
@@ -105,15 +109,23 @@ def cmd_preview(args: argparse.Namespace) -> int:
         sys.stdout.writelines(difflib.unified_diff(before, after, "pod", "pod (mutated)"))
     else:
         sys.stdout.write(yaml.safe_dump(mutated, sort_keys=False))
-    print(f"injected: kind={injection.kind} run-id={injection.run_id} shim={'yes' if injection.with_shim else 'no'}",
-          file=sys.stderr)
+    print(
+        f"injected: kind={injection.kind} run-id={injection.run_id} shim={'yes' if injection.with_shim else 'no'}",
+        file=sys.stderr,
+    )
     return EXIT_MUTATED
 
 
 def _export_settings(args: argparse.Namespace) -> None:
     """Flags become WANDB_KFP_WEBHOOK_* env so every server worker loads identical settings."""
-    flags = {"host": args.host, "port": args.port, "tls_cert": args.tls_cert, "tls_key": args.tls_key,
-             "workers": args.workers, "threads": args.threads}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "workers": args.workers,
+        "threads": args.threads,
+    }
     for name, value in flags.items():
         if value is not None:
             os.environ[f"WANDB_KFP_WEBHOOK_{name.upper()}"] = str(value)
@@ -129,7 +141,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.tls_cert is None:
             written = certs.write_dev_certs(DEV_CERTS_DIR, dns=["localhost"], ips=["127.0.0.1"])
             args.tls_cert, args.tls_key = written.cert, written.key
-            print(f"{'wrote' if written.regenerated else 'reusing'} dev certificates in {DEV_CERTS_DIR}/", flush=True)
+            print(
+                f"{'wrote' if written.regenerated else 'reusing'} dev certificates in {DEV_CERTS_DIR}/",
+                flush=True,
+            )
     _export_settings(args)
     settings = cfg.load_settings(args.config)
     if settings.watch_namespaces and namespaces.connect() is None:
@@ -141,9 +156,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     ca_hint = f"--cacert {DEV_CERTS_DIR / 'ca.crt'} " if args.dev else ""
-    print(f"wandb-kfp-webhook listening on https://{shown_host}:{settings.port}\n"
-          f"  try: curl {ca_hint}https://{shown_host}:{settings.port}/healthz\n"
-          f"       wandb-kfp-webhook preview tests/fixtures/pods/<pod>.yaml", flush=True)
+    print(
+        f"wandb-kfp-webhook listening on https://{shown_host}:{settings.port}\n"
+        f"  try: curl {ca_hint}https://{shown_host}:{settings.port}/healthz\n"
+        f"       wandb-kfp-webhook preview tests/fixtures/pods/<pod>.yaml",
+        flush=True,
+    )
     try:
         serving.serve(
             "webhook.app:create_app",
@@ -182,15 +200,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--workers", type=int)
     serve.add_argument("--threads", type=int)
-    serve.add_argument("--dev", action="store_true",
-                       help="embedded defaults: 127.0.0.1:8443 with a self-signed CA and cert written into ./certs")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="embedded defaults: 127.0.0.1:8443 with a self-signed CA and cert written into ./certs",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     preview = commands.add_parser("preview", help="show what the webhook would do to a Pod or AdmissionReview")
     preview.add_argument("file", help="YAML or JSON file, or - for stdin")
     preview.add_argument("--namespace", help="namespace to assume (default: the object's, else default)")
-    preview.add_argument("--namespace-label", action="append", default=[], metavar="KEY=VALUE",
-                         help=f"the namespace's labels (default: {cfg.INJECT_LABEL}={cfg.NAMESPACE_INJECT_VALUE})")
+    preview.add_argument(
+        "--namespace-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"the namespace's labels (default: {cfg.INJECT_LABEL}={cfg.NAMESPACE_INJECT_VALUE})",
+    )
     preview.add_argument("--no-namespace-labels", action="store_true", help="the namespace has no labels")
     preview.add_argument("--namespace-annotation", action="append", default=[], metavar="KEY=VALUE")
     preview.add_argument("--config", type=Path, help="YAML settings file, as for serve")

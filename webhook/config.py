@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -53,8 +53,8 @@ class Settings(BaseSettings):
     )
 
     # What gets injected (the defaults namespaces and pods can override by annotation).
-    api_key_secret_name: str = "wandb-api-key"
-    api_key_secret_key: str = "api-key"
+    api_key_secret_name: str = "wandb-api-key"  # noqa: S105 - a Secret's name, not a secret
+    api_key_secret_key: str = "api-key"  # noqa: S105 - a key name inside that Secret
     base_url: str = "https://api.wandb.ai"
     project: str | None = None
     entity: str | None = None
@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     shim_image_pull_policy: str = "IfNotPresent"
     shim_size_limit: str = "1Gi"
     shim_resources: ContainerResources = Field(default_factory=ContainerResources)
+    #: initContainer copies the shim into an emptyDir (works everywhere); imageVolume mounts the image
+    #: read-only instead (needs the Kubernetes ImageVolume feature, beta since 1.33).
+    shim_delivery: Literal["initContainer", "imageVolume"] = "initContainer"
+    #: Where the image holds the laid-out shim (bootstrap/, lib/, site/), for imageVolume delivery.
+    shim_image_layout_path: str = "/opt/wandb-kfp-webhook/shim"
     #: Claim name of a PVC mounted at offline_dir for offline runs (otherwise they stay in the pod).
     offline_pvc: str | None = None
     offline_dir: str = "/wandb-offline"

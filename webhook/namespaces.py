@@ -69,7 +69,8 @@ class NamespaceCache:
     def _run(self) -> None:
         from kubernetes import client, watch  # imported here: only a server with cluster access needs it
 
-        api = client.CoreV1Api(self._api_client)
+        api: Any = client.CoreV1Api(self._api_client)
+        watcher: Any = watch.Watch
         backoff = 1.0
         while not self._stopping.is_set():
             try:
@@ -78,7 +79,7 @@ class NamespaceCache:
                     self._namespaces = {ns.metadata.name: info_of(ns) for ns in listing.items}
                 self._synced.set()
                 backoff = 1.0
-                stream = watch.Watch().stream(
+                stream = watcher().stream(
                     api.list_namespace,
                     resource_version=listing.metadata.resource_version,
                     timeout_seconds=self._resync_seconds,
@@ -105,11 +106,12 @@ def connect() -> Any | None:
     """An ApiClient from the in-cluster service account or a kubeconfig; None when neither exists."""
     from kubernetes import client, config
 
+    kube_config: Any = config
     try:
-        config.load_incluster_config()
+        kube_config.load_incluster_config()
     except config.ConfigException:
         try:
-            config.load_kube_config()
+            kube_config.load_kube_config()
         except Exception:  # noqa: BLE001 - no kubeconfig at all, or an unusable one
             return None
     return client.ApiClient()

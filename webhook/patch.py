@@ -68,7 +68,12 @@ def _field(name: str, path: str) -> dict[str, Any]:
 
 
 def wanted_env(
-    facts: PodFacts, config: cfg.InjectionConfig, settings: cfg.Settings, namespace: str, run_id: str, with_shim: bool
+    facts: PodFacts,
+    config: cfg.InjectionConfig,
+    settings: cfg.Settings,
+    namespace: str,
+    run_id: str,
+    with_shim: bool,
 ) -> list[dict[str, Any]]:
     """Every variable the main container should have, in the order they are added."""
     env: list[dict[str, Any]] = [
@@ -149,6 +154,22 @@ def init_container(settings: cfg.Settings) -> dict[str, Any]:
     }
 
 
+def shim_bootstrap_dir(settings: cfg.Settings) -> str:
+    """The bootstrap directory as the main container sees it, for either delivery."""
+    if settings.shim_delivery == "imageVolume":
+        return contract.bootstrap_dir(contract.SHIM_MOUNT_PATH + "/" + settings.shim_image_layout_path.strip("/"))
+    return contract.bootstrap_dir()
+
+
+def shim_volume(settings: cfg.Settings) -> dict[str, Any]:
+    if settings.shim_delivery == "imageVolume":
+        return {
+            "name": contract.VOLUME_NAME,
+            "image": {"reference": settings.shim_image, "pullPolicy": settings.shim_image_pull_policy},
+        }
+    return {"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": settings.shim_size_limit}}
+
+
 def _shaped(value: Any, kind: type, where: str) -> Any:
     """The field, or None when absent; a wrong type (never sent by an apiserver) aborts the injection."""
     if value is None or isinstance(value, kind):
@@ -196,9 +217,11 @@ def build(
     if contract.WANDB_RUN_ID in present:
         run_id = str((existing_env or [])[present[contract.WANDB_RUN_ID]].get("value") or "")
     ops: list[Operation] = []
-    env = [var for var in wanted_env(facts, config, settings, namespace, run_id, with_shim) if var["name"] not in present]
+    env = [
+        var for var in wanted_env(facts, config, settings, namespace, run_id, with_shim) if var["name"] not in present
+    ]
     if with_shim:
-        bootstrap = contract.bootstrap_dir()
+        bootstrap = shim_bootstrap_dir(settings)
         if pythonpath_at is None:
             env.append(_value("PYTHONPATH", bootstrap))
         else:
@@ -210,13 +233,17 @@ def build(
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     if with_shim:
-        volumes.append({"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": settings.shim_size_limit}})
+        volumes.append(shim_volume(settings))
         mounts.append({"name": contract.VOLUME_NAME, "mountPath": contract.SHIM_MOUNT_PATH, "readOnly": True})
-        init_containers = _shaped(spec.get("initContainers"), list, "initContainers")
-        _append_all(ops, "/spec/initContainers", init_containers, [init_container(settings)])
+        if settings.shim_delivery == "initContainer":
+            init_containers = _shaped(spec.get("initContainers"), list, "initContainers")
+            _append_all(ops, "/spec/initContainers", init_containers, [init_container(settings)])
     if settings.offline_pvc:
         volumes.append(
-            {"name": contract.OFFLINE_VOLUME_NAME, "persistentVolumeClaim": {"claimName": settings.offline_pvc}}
+            {
+                "name": contract.OFFLINE_VOLUME_NAME,
+                "persistentVolumeClaim": {"claimName": settings.offline_pvc},
+            }
         )
         mounts.append({"name": contract.OFFLINE_VOLUME_NAME, "mountPath": settings.offline_dir})
     _append_all(ops, f"{main_path}/volumeMounts", _shaped(main.get("volumeMounts"), list, "volumeMounts"), mounts)

@@ -39,11 +39,11 @@ class PodFacts:
     has_component_spec: bool
 
 
-def labels(pod: dict[str, Any]) -> dict[str, str]:
+def labels_of(pod: dict[str, Any]) -> dict[str, str]:
     return dict((pod.get("metadata") or {}).get("labels") or {})
 
 
-def annotations(pod: dict[str, Any]) -> dict[str, str]:
+def annotations_of(pod: dict[str, Any]) -> dict[str, str]:
     return dict((pod.get("metadata") or {}).get("annotations") or {})
 
 
@@ -89,11 +89,11 @@ def launcher_flags(argv: list[str]) -> dict[str, str]:
 
 def classify(pod: dict[str, Any], argv: list[str]) -> str:
     """One of the contract's pod kinds; only meaningful for Argo workflow pods."""
-    pod_labels = labels(pod)
+    pod_labels = labels_of(pod)
     if pod_labels.get(KFP_CACHE_HIT_LABEL) == "true":
         return contract.KIND_CACHE_HIT
     program = argv[0].rsplit("/", 1)[-1] if argv else ""
-    if pod_labels.get(KFP_V2_LABEL) == "true" or annotations(pod).get(KFP_V2_LABEL) == "true":
+    if pod_labels.get(KFP_V2_LABEL) == "true" or annotations_of(pod).get(KFP_V2_LABEL) == "true":
         if program == "driver":
             return contract.KIND_V2_DRIVER
         if program == "launch" and any(module in word for word in argv for module in _V2_EXECUTOR_MODULES):
@@ -107,7 +107,7 @@ def classify(pod: dict[str, Any], argv: list[str]) -> str:
 def _component_name(pod: dict[str, Any], kind: str, flags: dict[str, str], node_name: str) -> str:
     """The step as the KFP UI names it: the task (v2) or template (v1) name, else the component's name."""
     if kind == contract.KIND_V1_COMPONENT:
-        spec = _json_object(annotations(pod).get(KFP_COMPONENT_SPEC_ANNOTATION))
+        spec = _json_object(annotations_of(pod).get(KFP_COMPONENT_SPEC_ANNOTATION))
         step = _step_from_node_name(node_name)
         if step or not isinstance(spec.get("name"), str):
             return step
@@ -149,8 +149,8 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 def read_facts(pod: dict[str, Any]) -> PodFacts:
     """Everything the selector and the patch builder need to know about the pod, read once."""
-    pod_labels = labels(pod)
-    pod_annotations = annotations(pod)
+    pod_labels = labels_of(pod)
+    pod_annotations = annotations_of(pod)
     index = main_container_index(pod)
     argv = main_argv(pod["spec"]["containers"][index]) if index is not None else []
     kind = classify(pod, argv)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import config as cfg
-from webhook.podfacts import ARGO_WORKFLOW_LABEL, PodFacts, annotations, labels
+from webhook.podfacts import ARGO_WORKFLOW_LABEL, PodFacts, annotations_of, labels_of
 from webhook.shim import contract
 
 
@@ -26,7 +26,7 @@ class Decision:
 def already_injected(pod: dict[str, Any]) -> bool:
     """Our status annotation, init container or volume is there: a reinvocation or a re-submitted pod."""
     spec = pod.get("spec") or {}
-    if cfg.INJECTED_ANNOTATION in annotations(pod):
+    if cfg.INJECTED_ANNOTATION in annotations_of(pod):
         return True
     if any(c.get("name") == contract.INIT_CONTAINER_NAME for c in spec.get("initContainers") or []):
         return True
@@ -45,7 +45,7 @@ def decide(
         return Decision(False, f"namespace {namespace} is excluded")
     if settings.own_namespace and namespace == settings.own_namespace:
         return Decision(False, f"namespace {namespace} is the webhook's own")
-    pod_labels = labels(pod)
+    pod_labels = labels_of(pod)
     if ARGO_WORKFLOW_LABEL not in pod_labels:
         return Decision(False, f"not an Argo workflow pod (no {ARGO_WORKFLOW_LABEL} label)")
     warnings: list[str] = []

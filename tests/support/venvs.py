@@ -33,27 +33,47 @@ def find_python(minor: str) -> Path | None:
     return Path(found) if found else None
 
 
+def _venv_dir(name: str, minor: str, requirements: list[str]) -> Path:
+    key = hashlib.sha256("\n".join([minor, *requirements]).encode()).hexdigest()[:10]
+    return cache_root() / "venvs" / f"{name}-py{minor}-{key}"
+
+
+def venv_path(name: str, minor: str, requirements: list[str]) -> Path | None:
+    """The python of that venv when it is already built and complete; None otherwise (never builds)."""
+    venv = _venv_dir(name, minor, requirements)
+    venv_python = venv / "bin" / "python"
+    return venv_python if (venv / ".complete").exists() and venv_python.exists() else None
+
+
 def ensure_venv(name: str, minor: str, requirements: list[str]) -> Path:
     """Create (once) a venv named after `name`, Python `minor` and the requirements; return its python.
 
     Raises LookupError when that Python is not on the machine, so a caller can skip with the reason.
     """
+    built = venv_path(name, minor, requirements)
+    if built is not None:
+        return built
     python = find_python(minor)
     if python is None:
         raise LookupError(f"CPython {minor} is not installed (looked in {PYENV_ROOT} and on PATH)")
-    key = hashlib.sha256("\n".join([minor, *requirements]).encode()).hexdigest()[:10]
-    venv = cache_root() / "venvs" / f"{name}-py{minor}-{key}"
+    venv = _venv_dir(name, minor, requirements)
     marker = venv / ".complete"
     venv_python = venv / "bin" / "python"
-    if marker.exists() and venv_python.exists():
-        return venv_python
     if venv.exists():
         shutil.rmtree(venv)
     print(f"[venvs] creating {venv.name}: {' '.join(requirements) or '(no packages)'}", file=sys.stderr)
     subprocess.run([str(python), "-m", "venv", str(venv)], check=True)
     if requirements:
         subprocess.run(
-            [str(venv_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements],
+            [
+                str(venv_python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                *requirements,
+            ],
             check=True,
         )
     marker.write_text("\n".join(requirements) + "\n")

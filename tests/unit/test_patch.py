@@ -221,3 +221,18 @@ def test_entity_tags_and_kubeflow_url_from_settings():
     assert env[contract.WANDB_ENTITY]["value"] == "acme"
     assert env[contract.WANDB_TAGS]["value"] == "kfp,prod"
     assert env[contract.WANDB_KUBEFLOW_URL]["value"] == "https://kf.example.com/pipeline"
+
+
+def test_image_volume_delivery_mounts_the_image_instead_of_copying():
+    settings = cfg.Settings(shim_delivery="imageVolume", shim_image="registry.example/wkw@sha256:abc")
+    mutated, evaluation = injected(first_of(contract.KIND_V1_COMPONENT), settings=settings)
+    assert evaluation.injection.with_shim
+    assert contract.INIT_CONTAINER_NAME not in [
+        c["name"] for c in mutated["spec"].get("initContainers") or []
+    ]
+    volume = next(v for v in mutated["spec"]["volumes"] if v["name"] == contract.VOLUME_NAME)
+    assert volume["image"] == {"reference": "registry.example/wkw@sha256:abc", "pullPolicy": "IfNotPresent"}
+    pythonpath = env_of(main_of(mutated))["PYTHONPATH"]["value"]
+    assert pythonpath == f"{contract.SHIM_MOUNT_PATH}/opt/wandb-kfp-webhook/shim/bootstrap"
+    again = evaluate(mutated, "kubeflow-user", ENABLED, settings, "uid-2")
+    assert again.injection is None

@@ -67,7 +67,7 @@ ACTIVE_MARKER = "WANDB_KFP_SHIM_ACTIVE_PID"
 DEFAULT_INIT_TIMEOUT_SECONDS = 30
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 #: Where offline runs are written when WANDB_DIR is not set.
-DEFAULT_RUN_DIR = "/tmp/wandb-kfp"
+DEFAULT_RUN_DIR = "/tmp/wandb-kfp"  # noqa: S108 - inside the component container, per pod
 
 # --- Pod kinds --------------------------------------------------------------------------------------
 KIND_V1_COMPONENT = "kfp-v1-component"
@@ -82,6 +82,6 @@ SHIM_KINDS = (KIND_V1_COMPONENT, KIND_V2_EXECUTOR)
 ENV_ONLY_KINDS = (KIND_ARGO,)
 
 
-def bootstrap_dir(mount_path=SHIM_MOUNT_PATH):
+def bootstrap_dir(mount_path: str = SHIM_MOUNT_PATH) -> str:
     """The directory prepended to PYTHONPATH."""
     return mount_path.rstrip("/") + "/" + BOOTSTRAP_SUBDIR
