@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonpatch
 import yaml
+from pydantic import ValidationError
 
 from webhook import config as cfg
 
@@ -75,6 +76,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from webhook.admission import evaluate
     from webhook.patch import Injection
 
+    settings = cfg.load_settings(args.config)
     document = _read_document(args.file)
     pod, namespace, uid = _pod_and_namespace(document, args.namespace)
     if args.no_namespace_labels:
@@ -90,7 +92,6 @@ def cmd_preview(args: argparse.Namespace) -> int:
     info = cfg.NamespaceInfo(
         labels=ns_labels, annotations=_key_values(args.namespace_annotation, "--namespace-annotation")
     )
-    settings = cfg.load_settings(args.config)
     evaluation = evaluate(pod, namespace, info, settings, uid)
     for warning in evaluation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -251,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args))
     except InputError as problem:
         print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValidationError as problem:
+        details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in problem.errors())
+        print(f"error: invalid settings: {details}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
