@@ -1,0 +1,157 @@
+"""The real `wandb-kfp-webhook serve` process over real TLS on loopback: the wire, workers, metrics, dev mode."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+
+import jsonpatch
+import pytest
+
+from tests.fixtures import pods as fixture_pods
+from tests.integration.conftest import REPO_ROOT, client_context, find_free_port
+from webhook import config as cfg
+from webhook.shim import contract
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "webhook.cli"]
+SERVE = [
+    *CLI,
+    "serve",
+    "--host",
+    "{host}",
+    "--port",
+    "{port}",
+    "--tls-cert",
+    "{cert_file}",
+    "--tls-key",
+    "{key_file}",
+]
+NO_CLUSTER = {"WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false", "WANDB_KFP_WEBHOOK_PIPELINES": "v2-*"}
+
+
+def review_bytes(name, uid):
+    pod = fixture_pods.load_pod(name)
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": pod["metadata"]["namespace"],
+            "operation": "CREATE",
+            "object": pod,
+        },
+    }
+    return pod, json.dumps(review).encode()
+
+
+@pytest.fixture
+def webhook_server(server_process, dev_certs):
+    return server_process(
+        "webhook.app:create_app", dev_certs, NO_CLUSTER, command=SERVE, ready_path="/readyz"
+    )
+
+
+def test_mutate_over_tls_returns_an_applicable_patch(webhook_server):
+    name = fixture_pods.fixtures_of_kind(contract.KIND_V2_EXECUTOR)[0]
+    pod, body = review_bytes(name, "uid-tls")
+    status, headers, payload = webhook_server.request(
+        "POST", "/mutate", body, {"Content-Type": "application/json"}
+    )
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    response = json.loads(payload)["response"]
+    assert response["uid"] == "uid-tls" and response["allowed"] is True
+    mutated = jsonpatch.apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
+    assert mutated["metadata"]["annotations"][cfg.INJECTED_ANNOTATION] == contract.KIND_V2_EXECUTOR
+
+
+def test_malformed_review_is_a_400_over_the_wire(webhook_server):
+    status, _, payload = webhook_server.request(
+        "POST", "/mutate", b"{broken", {"Content-Type": "application/json"}
+    )
+    assert status == 400 and "JSON" in json.loads(payload)["error"]
+
+
+def test_keep_alive_serves_many_reviews_on_one_connection_and_metrics_sum_all_workers(webhook_server):
+    names = [entry["name"] for entry in fixture_pods.load_index()]
+    connection = webhook_server.connection()
+    sent = 60
+    outcomes = {"injected": 0, "skipped": 0}
+    try:
+        for number in range(sent):
+            _pod, body = review_bytes(names[number % len(names)], f"uid-{number}")
+            connection.request("POST", "/mutate", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = json.loads(response.read())["response"]
+            assert response.status == 200 and answer["uid"] == f"uid-{number}"
+            outcomes["injected" if "patch" in answer else "skipped"] += 1
+        assert connection.sock is not None, "the server closed a keep-alive connection"
+    finally:
+        connection.close()
+    # A fresh connection may land on either worker; each answers with every worker's counts.
+    for _ in range(4):
+        _, _, metrics = webhook_server.request("GET", "/metrics")
+        text = metrics.decode()
+        for outcome, count in outcomes.items():
+            assert f'wandb_kfp_webhook_admission_requests_total{{outcome="{outcome}"}} {float(count)}' in text
+
+
+def test_no_cluster_access_is_said_once_at_start(webhook_server, server_process, dev_certs):
+    server = server_process(
+        "webhook.app:create_app",
+        dev_certs,
+        {"WANDB_KFP_WEBHOOK_PIPELINES": "v2-*", "KUBECONFIG": "/nonexistent"},
+        command=SERVE,
+        ready_path="/readyz",
+    )
+    assert server.logs().count("no Kubernetes API access") == 1
+
+
+def test_dev_mode_writes_certificates_and_serves_them(tmp_path):
+    """`make run`: first start writes a CA and a localhost cert into ./certs and serves with them."""
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    port = find_free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false"}
+    process = subprocess.Popen(
+        [*CLI, "serve", "--dev", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        ca_file = workdir / "certs" / "ca.crt"
+        status = None
+        deadline = time.monotonic() + 90  # bounds the wait on a shared machine; asserts nothing about speed
+        while status is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                connection = http.client.HTTPSConnection(
+                    "127.0.0.1", port, timeout=5, context=client_context(ca_file)
+                )
+                connection.request("GET", "/healthz")
+                status = connection.getresponse().status
+            except (OSError, ssl.SSLError):
+                time.sleep(0.2)
+        assert status == 200
+        assert sorted(path.name for path in (workdir / "certs").iterdir()) == [
+            "ca.crt",
+            "ca.key",
+            "tls.crt",
+            "tls.key",
+        ]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"https://127.0.0.1:{port}" in output and "curl --cacert certs/ca.crt" in output
