@@ -155,3 +155,65 @@ def test_dev_mode_writes_certificates_and_serves_them(tmp_path):
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=30)[0].decode()
     assert f"https://127.0.0.1:{port}" in output and "curl --cacert certs/ca.crt" in output
+
+
+@pytest.mark.timeout(300)
+def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process, dev_certs, tmp_path):
+    """The webhook as `serve` runs it, rotated like a kubelet Secret volume while reviews keep coming."""
+    import threading
+    from dataclasses import replace
+
+    from tests.integration.test_tls_reload import SecretVolume, peer_serial
+    from webhook import certs
+
+    ca_pem, ca_key_pem = dev_certs.ca_file.read_bytes(), dev_certs.ca_key_file.read_bytes()
+    pairs = [certs.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], ["127.0.0.1"]) for _ in range(3)]
+    volume = SecretVolume(tmp_path / "secret-volume")
+    volume.swap_symlink(*pairs[0])
+    server = server_process(
+        "webhook.app:create_app",
+        replace(dev_certs, cert_file=volume.cert_file, key_file=volume.key_file),
+        NO_CLUSTER,
+        command=SERVE,
+        ready_path="/readyz",
+    )
+    name = fixture_pods.fixtures_of_kind(contract.KIND_V2_EXECUTOR)[0]  # opted in by the v2-* pattern
+    stop, lock = threading.Event(), threading.Lock()
+    failures, serials, answered = [], set(), [0]
+
+    def review_continuously():
+        while not stop.is_set():
+            connection = server.connection()
+            try:
+                connection.request("POST", "/mutate", body=review_bytes(name, "swap")[1],
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = json.loads(response.read())["response"]
+                assert response.status == 200 and "patch" in answer
+                with lock:
+                    answered[0] += 1
+                    serials.add(peer_serial(connection))
+            except Exception as problem:  # every failure is kept and reported
+                with lock:
+                    failures.append(repr(problem))
+            finally:
+                connection.close()
+
+    threads = [threading.Thread(target=review_continuously, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for cert_pem, key_pem in pairs[1:]:
+            volume.swap_symlink(cert_pem, key_pem)
+            wanted = certs.cert_serial(cert_pem)
+            deadline = time.monotonic() + 60
+            while wanted not in serials and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert wanted in serials, "the rotated certificate was never served"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == []
+    assert answered[0] >= 2 * len(pairs), "too few reviews to prove anything"
+    assert serials == {certs.cert_serial(cert_pem) for cert_pem, _ in pairs}

@@ -63,6 +63,11 @@ INIT_TIMEOUT = "WANDB_KFP_INIT_TIMEOUT"
 MAX_UPLOAD_BYTES = "WANDB_KFP_MAX_UPLOAD_BYTES"
 #: Set by the shim in its own process so child processes never start runs of their own.
 ACTIVE_MARKER = "WANDB_KFP_SHIM_ACTIVE_PID"
+#: "1" makes the bootstrap print its activation decision to stderr (troubleshooting).
+SHIM_DEBUG = "WANDB_KFP_SHIM_DEBUG"
+#: Where `shim install` finds the vendored wandb payload (in the webhook image).
+PAYLOAD_DIR_ENV = "WANDB_KFP_PAYLOAD_DIR"
+DEFAULT_PAYLOAD_DIR = "/opt/wandb-kfp-webhook/payload"
 
 DEFAULT_INIT_TIMEOUT_SECONDS = 30
 DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024

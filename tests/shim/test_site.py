@@ -1,0 +1,116 @@
+"""`import_wandb()` in real interpreters: the vendored wandb for the running minor (and a real offline
+run with it), the image's own wandb when it has one, and clean failures that leave sys.path as found."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.shim import support
+from tests.support.venvs import ensure_venv
+from webhook.shim import contract
+
+PROBE = """
+import json, os, sys
+lib = sys.argv[1]
+sys.path.append(lib)
+path_before = list(sys.path)
+from wandb_kfp_shim.site import import_wandb
+wandb = import_wandb()
+report = {
+    "version": getattr(wandb, "__version__", None),
+    "file": getattr(wandb, "__file__", None),
+    "added_to_path": [entry for entry in sys.path if entry not in path_before],
+    "wandb_modules": sorted(name for name in sys.modules if name == "wandb" or name.startswith("wandb.")),
+    "other_new_modules_from_site": sorted(
+        name for name, module in sys.modules.items()
+        if (getattr(module, "__file__", None) or "").startswith(os.path.dirname(lib) + "/site/")),
+}
+if wandb is not None and os.environ.get("RUN_OFFLINE"):
+    run = wandb.init(mode="offline", dir=os.environ["RUN_OFFLINE"], project="site-test", config={"a": 1})
+    run.log({"x": 2.5})
+    run.finish()
+print(json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory) -> Path:
+    return support.install_shim(tmp_path_factory.mktemp("pod") / "wandb-shim", with_payload=True)
+
+
+def probe(python, shim: Path, extra_env=None) -> tuple[dict, str]:
+    env = support.shim_env(shim, extra_env, debug=False)
+    env.pop("PYTHONPATH")  # import_wandb is called by the active shim; start-up decisions are tested elsewhere
+    done = support.run_python(python, ["-c", PROBE, str(shim / contract.LIB_SUBDIR)], env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def bare_python(minor: str) -> Path:
+    """A venv without wandb: stands for an ordinary component image."""
+    try:
+        return ensure_venv("s1-image", minor, [])
+    except LookupError as missing:
+        pytest.skip(str(missing))
+
+
+@pytest.mark.parametrize("minor", ["3.9", "3.10", "3.12"])
+def test_vendored_wandb_for_this_minor_imports_and_records(minor, shim, tmp_path):
+    manifest = json.loads((shim / contract.SITE_SUBDIR / "manifest.json").read_text())
+    report, stderr = probe(bare_python(minor), shim, {"RUN_OFFLINE": str(tmp_path)})
+    vendored = str(shim / contract.SITE_SUBDIR / f"py{minor}")
+    assert report["version"] == manifest["minors"][minor]["wandb"]
+    assert report["file"] == f"{vendored}/wandb/__init__.py"
+    assert report["added_to_path"] == [vendored]
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0, stderr
+    assert support.shim_lines(stderr) == []
+
+
+def test_image_own_wandb_wins(shim):
+    try:
+        python = ensure_venv("s1-own-wandb", "3.10", ["wandb==0.26.1"])
+    except LookupError as missing:
+        pytest.skip(str(missing))
+    report, stderr = probe(python, shim)
+    assert report["version"] == "0.26.1"  # the vendored one for 3.10 is 0.31.0
+    assert "/site-packages/wandb/" in report["file"]
+    assert report["added_to_path"] == []
+    assert support.shim_lines(stderr) == []
+
+
+def test_no_vendored_wandb_for_this_minor(tmp_path):
+    shim = support.install_shim(tmp_path / "shim", with_payload=False)
+    report, stderr = probe(bare_python("3.11"), shim)
+    assert report == {"version": None, "file": None, "added_to_path": [], "wandb_modules": [],
+                      "other_new_modules_from_site": []}
+    assert support.shim_lines(stderr) == [
+        "wandb-kfp-shim: no wandb in this image and none vendored for Python 3.11; W&B tracking is off"]
+
+
+def test_broken_vendored_wandb_is_undone(tmp_path):
+    """A vendored wandb that fails half-way leaves no path entry and none of its modules behind."""
+    shim = support.install_shim(tmp_path / "shim", with_payload=False)
+    site = shim / contract.SITE_SUBDIR / "py3.11"
+    (site / "wandb").mkdir(parents=True)
+    (site / "wandb_helper_dep.py").write_text("VALUE = 1\n")
+    (site / "wandb" / "__init__.py").write_text("import wandb_helper_dep\nfrom . import missing_part\n")
+    report, stderr = probe(bare_python("3.11"), shim)
+    assert report == {"version": None, "file": None, "added_to_path": [], "wandb_modules": [],
+                      "other_new_modules_from_site": []}
+    assert support.shim_lines(stderr) == [
+        "wandb-kfp-shim: the vendored wandb for Python 3.11 failed to import (builtins.ImportError); "
+        "W&B tracking is off"]
+
+
+def test_glibc_older_than_the_wheels_need(tmp_path):
+    shim = support.install_shim(tmp_path / "shim", with_payload=False)
+    (shim / contract.SITE_SUBDIR / "py3.11" / "wandb").mkdir(parents=True)
+    (shim / contract.SITE_SUBDIR / "manifest.json").write_text(json.dumps({"glibc_min": "99.0"}))
+    report, stderr = probe(bare_python("3.11"), shim)
+    assert report["version"] is None and report["added_to_path"] == []
+    lines = support.shim_lines(stderr)
+    assert len(lines) == 1 and lines[0].startswith("wandb-kfp-shim: the vendored wandb needs glibc >= 99.0")
