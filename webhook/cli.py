@@ -233,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--ip", action="append", default=[], metavar="ADDRESS", help="IP SAN (repeatable)")
     generate.add_argument("--out", type=Path, required=True)
     generate.set_defaults(handler=cmd_certs_generate)
+    certs_commands.add_parser(
+        "sync",
+        add_help=False,
+        help="self-managed mode: keep the serving certificate in a Secret, on disk and in caBundle "
+        "(wandb-kfp-webhook certs sync --help)",
+    )
 
     shim = commands.add_parser("shim", help="install the runtime shim (what the init container runs)", add_help=False)
     shim.add_argument("shim_args", nargs=argparse.REMAINDER)
@@ -246,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         from webhook.shim import install  # stdlib only: keeps the init container fast
 
         return int(install.main(argv[1:]))
+    if argv[:2] == ["certs", "sync"]:
+        from webhook import certsync
+
+        return int(certsync.main(argv[2:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

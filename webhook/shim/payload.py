@@ -294,6 +294,7 @@ def build_payload(
             **totals,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        staging.chmod(0o755)  # mkdtemp makes it 0700; the payload must be readable by any component user
         site = out / contract.SITE_SUBDIR
         if site.exists():
             retired = Path(tempfile.mkdtemp(prefix=".site-old-", dir=out))

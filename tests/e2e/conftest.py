@@ -1,0 +1,58 @@
+"""Session fixtures for the end-to-end tier: the pinned binaries and one real apiserver for all tests.
+
+Building the binaries can take many minutes on a cold machine, so it happens once after collection
+(outside any per-test timeout) and only when an e2e test was selected. Without Go and without a
+cache or KUBEBUILDER_ASSETS, the e2e tests are skipped with the reason (or fail, when
+WKW_E2E_REQUIRED=1, so CI cannot pass by skipping them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.binaries import Binaries, BinariesUnavailable, ensure_binaries
+from tests.e2e.cluster import Cluster
+
+_E2E_DIR = Path(__file__).parent
+_BINARIES_KEY = pytest.StashKey[Binaries | BinariesUnavailable]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Make sure the binaries exist before the first e2e test runs (building them if needed)."""
+    if not any(_E2E_DIR in Path(str(item.path)).parents for item in session.items):
+        return
+    build = os.environ.get("WKW_E2E_BUILD", "1") != "0"
+    try:
+        session.config.stash[_BINARIES_KEY] = ensure_binaries(build=build)
+    except BinariesUnavailable as error:
+        session.config.stash[_BINARIES_KEY] = error
+
+
+@pytest.fixture(scope="session")
+def e2e_binaries(request: pytest.FixtureRequest) -> Binaries:
+    """The pinned kube-apiserver, etcd, kubectl and helm; skips the test when they cannot exist here."""
+    found = request.config.stash.get(_BINARIES_KEY, None)
+    if found is None:
+        try:
+            found = ensure_binaries(build=os.environ.get("WKW_E2E_BUILD", "1") != "0")
+        except BinariesUnavailable as error:
+            found = error
+    if isinstance(found, BinariesUnavailable):
+        if os.environ.get("WKW_E2E_REQUIRED") == "1":
+            pytest.fail(f"e2e binaries unavailable and WKW_E2E_REQUIRED=1: {found}")
+        pytest.skip(f"e2e binaries unavailable: {found}")
+    return found
+
+
+@pytest.fixture(scope="session")
+def apiserver(e2e_binaries: Binaries) -> Iterator[Cluster]:
+    """One etcd + kube-apiserver for the whole session, stopped (processes and temp dir) at the end."""
+    cluster = Cluster(e2e_binaries).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
