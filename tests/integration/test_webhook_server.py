@@ -16,7 +16,8 @@ import jsonpatch
 import pytest
 
 from tests.fixtures import pods as fixture_pods
-from tests.integration.conftest import REPO_ROOT, client_context, find_free_port
+from tests.support.reviews import admission_review
+from tests.support.servers import REPO_ROOT, client_context, find_free_port
 from webhook import config as cfg
 from webhook.shim import contract
 
@@ -40,19 +41,7 @@ NO_CLUSTER = {"WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false", "WANDB_KFP_WEBHOOK_
 
 def review_bytes(name, uid):
     pod = fixture_pods.load_pod(name)
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": pod["metadata"]["namespace"],
-            "operation": "CREATE",
-            "object": pod,
-        },
-    }
-    return pod, json.dumps(review).encode()
+    return pod, json.dumps(admission_review(pod, uid)).encode()
 
 
 @pytest.fixture

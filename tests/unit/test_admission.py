@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures import pods as fixture_pods
+from tests.support.reviews import admission_review
 from webhook import admission
 from webhook import config as cfg
 from webhook.app import create_app
@@ -23,18 +24,7 @@ SETTINGS = cfg.Settings(watch_namespaces=False)
 
 
 def review_of(pod, uid="uid-1", operation="CREATE", namespace=None):
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace or pod.get("metadata", {}).get("namespace", "kubeflow-user"),
-            "operation": operation,
-            "object": pod,
-        },
-    }
+    return admission_review(pod, uid, operation, namespace)
 
 
 def decoded_patch(body):
