@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from webhook.certs import generate_ca
+
 _VALIDITY = datetime.timedelta(days=2)
 
 
@@ -46,38 +48,16 @@ def _now() -> datetime.datetime:
 
 
 class CertificateAuthority:
-    """A self-signed CA that issues serving and client certificates for one test session."""
+    """A self-signed CA (the product's own, from webhook.certs) that issues serving and client certificates
+    for one test session."""
 
     def __init__(self, common_name: str = "wkw-e2e-ca") -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        self._name = name
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now())
-            .not_valid_after(_now() + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
+        cert_pem, key_pem = generate_ca(common_name, valid_days=_VALIDITY.days)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self._key = key
+        self.cert = x509.load_pem_x509_certificate(cert_pem)
+        self._name = self.cert.subject
 
     @property
     def cert_pem(self) -> bytes:
