@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.chart import render
 from tests.e2e.binaries import Binaries, BinariesUnavailable, ensure_binaries
 from tests.e2e.cluster import Cluster
+from tests.e2e.deployment import DeployedWebhook, deploy
+from tests.e2e.webhooks import delete_mutating_webhook
 
 _E2E_DIR = Path(__file__).parent
 _BINARIES_KEY = pytest.StashKey[Binaries | BinariesUnavailable]()
@@ -56,3 +59,25 @@ def apiserver(e2e_binaries: Binaries) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def rendered(e2e_binaries: Binaries) -> render.Rendered:
+    """The chart with its default values, for the Kubernetes version under test."""
+    if e2e_binaries.helm is None:
+        pytest.skip("helm is not available")
+    return render.template(e2e_binaries.helm, "default")
+
+
+@pytest.fixture(scope="session")
+def deployed(
+    apiserver: Cluster, rendered: render.Rendered, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DeployedWebhook]:
+    """The webhook as the chart deploys it, called by the real apiserver (see tests/e2e/deployment.py)."""
+    webhook = deploy(apiserver, rendered, tmp_path_factory.mktemp("deployed-webhook"))
+    try:
+        yield webhook
+    finally:
+        webhook.stop()
+        with apiserver.api_client() as api_client:
+            delete_mutating_webhook(api_client, webhook.webhook_config_name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import ssl
 import threading
 import time
@@ -12,23 +11,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
-from tests.integration.conftest import DevCerts, RunningServer, StartServer, stop_server
+from tests.support.servers import DevCerts, RunningServer, SecretVolume, StartServer, peer_serial, stop_server
 from webhook import certs
 
 pytestmark = pytest.mark.integration
 
 APP_SPEC = "tests.integration.tls_app:create_app"
 SWAP_WAIT_S = 90.0  # bounds a wait for the new certificate; not a speed assertion
-
-
-def peer_serial(connection: http.client.HTTPConnection) -> int:
-    sock = connection.sock
-    assert isinstance(sock, ssl.SSLSocket)
-    der = sock.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
 
 
 @pytest.fixture
@@ -111,51 +101,6 @@ def test_plain_http_option_serves_without_tls(server_process: StartServer) -> No
 
 
 # --- rotation under load ------------------------------------------------------------------------------
-
-
-class SecretVolume:
-    """A directory laid out like kubelet's Secret volume: tls.crt -> ..data/tls.crt, ..data -> ..<gen>."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.generation = 0
-        root.mkdir(parents=True)
-
-    @property
-    def cert_file(self) -> Path:
-        return self.root / "tls.crt"
-
-    @property
-    def key_file(self) -> Path:
-        return self.root / "tls.key"
-
-    def swap_symlink(self, cert_pem: bytes, key_pem: bytes) -> None:
-        """What kubelet does: write a new timestamped directory, then rename one symlink over ..data."""
-        self.generation += 1
-        data_dir = self.root / f"..gen_{self.generation:03d}"
-        data_dir.mkdir()
-        (data_dir / "tls.crt").write_bytes(cert_pem)
-        (data_dir / "tls.key").write_bytes(key_pem)
-        os.chmod(data_dir / "tls.key", 0o600)
-        staging = self.root / "..data_tmp"
-        staging.symlink_to(data_dir.name)
-        os.replace(staging, self.root / "..data")
-        for name in ("tls.crt", "tls.key"):
-            if not (self.root / name).is_symlink():
-                (self.root / name).symlink_to(f"..data/{name}")
-
-    def rewrite_in_place(self, cert_pem: bytes, key_pem: bytes, pause_s: float) -> None:
-        """The worst case a careless writer produces: the certificate truncated and written in two
-        halves, then the key, with pauses so the server surely reads each torn state."""
-        half = len(cert_pem) // 2
-        with self.cert_file.open("wb") as cert_stream:
-            cert_stream.write(cert_pem[:half])
-            cert_stream.flush()
-            time.sleep(pause_s)
-            cert_stream.write(cert_pem[half:])
-        time.sleep(pause_s)
-        with self.key_file.open("wb") as key_stream:
-            key_stream.write(key_pem)
 
 
 @dataclass

@@ -46,17 +46,13 @@ def review_bytes(name, uid):
 
 @pytest.fixture
 def webhook_server(server_process, dev_certs):
-    return server_process(
-        "webhook.app:create_app", dev_certs, NO_CLUSTER, command=SERVE, ready_path="/readyz"
-    )
+    return server_process("webhook.app:create_app", dev_certs, NO_CLUSTER, command=SERVE, ready_path="/readyz")
 
 
 def test_mutate_over_tls_returns_an_applicable_patch(webhook_server):
     name = fixture_pods.fixtures_of_kind(contract.KIND_V2_EXECUTOR)[0]
     pod, body = review_bytes(name, "uid-tls")
-    status, headers, payload = webhook_server.request(
-        "POST", "/mutate", body, {"Content-Type": "application/json"}
-    )
+    status, headers, payload = webhook_server.request("POST", "/mutate", body, {"Content-Type": "application/json"})
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     response = json.loads(payload)["response"]
     assert response["uid"] == "uid-tls" and response["allowed"] is True
@@ -65,9 +61,7 @@ def test_mutate_over_tls_returns_an_applicable_patch(webhook_server):
 
 
 def test_malformed_review_is_a_400_over_the_wire(webhook_server):
-    status, _, payload = webhook_server.request(
-        "POST", "/mutate", b"{broken", {"Content-Type": "application/json"}
-    )
+    status, _, payload = webhook_server.request("POST", "/mutate", b"{broken", {"Content-Type": "application/json"})
     assert status == 400 and "JSON" in json.loads(payload)["error"]
 
 
@@ -126,9 +120,7 @@ def test_dev_mode_writes_certificates_and_serves_them(tmp_path):
         deadline = time.monotonic() + 90  # bounds the wait on a shared machine; asserts nothing about speed
         while status is None and time.monotonic() < deadline and process.poll() is None:
             try:
-                connection = http.client.HTTPSConnection(
-                    "127.0.0.1", port, timeout=5, context=client_context(ca_file)
-                )
+                connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=client_context(ca_file))
                 connection.request("GET", "/healthz")
                 status = connection.getresponse().status
             except (OSError, ssl.SSLError):
@@ -152,7 +144,7 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
     import threading
     from dataclasses import replace
 
-    from tests.integration.test_tls_reload import SecretVolume, peer_serial
+    from tests.support.servers import SecretVolume, peer_serial
     from webhook import certs
 
     ca_pem, ca_key_pem = dev_certs.ca_file.read_bytes(), dev_certs.ca_key_file.read_bytes()
@@ -174,8 +166,9 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
         while not stop.is_set():
             connection = server.connection()
             try:
-                connection.request("POST", "/mutate", body=review_bytes(name, "swap")[1],
-                                   headers={"Content-Type": "application/json"})
+                connection.request(
+                    "POST", "/mutate", body=review_bytes(name, "swap")[1], headers={"Content-Type": "application/json"}
+                )
                 response = connection.getresponse()
                 answer = json.loads(response.read())["response"]
                 assert response.status == 200 and "patch" in answer

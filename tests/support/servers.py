@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from webhook.certs import write_dev_certs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -218,3 +220,56 @@ def start_server(
         on_start(server)
     wait_until_ready(server, ready_path)
     return server
+
+
+def peer_serial(connection: http.client.HTTPConnection) -> int:
+    sock = connection.sock
+    assert isinstance(sock, ssl.SSLSocket)
+    der = sock.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+class SecretVolume:
+    """A directory laid out like kubelet's Secret volume: tls.crt -> ..data/tls.crt, ..data -> ..<gen>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.generation = 0
+        root.mkdir(parents=True)
+
+    @property
+    def cert_file(self) -> Path:
+        return self.root / "tls.crt"
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / "tls.key"
+
+    def swap_symlink(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """What kubelet does: write a new timestamped directory, then rename one symlink over ..data."""
+        self.generation += 1
+        data_dir = self.root / f"..gen_{self.generation:03d}"
+        data_dir.mkdir()
+        (data_dir / "tls.crt").write_bytes(cert_pem)
+        (data_dir / "tls.key").write_bytes(key_pem)
+        os.chmod(data_dir / "tls.key", 0o600)
+        staging = self.root / "..data_tmp"
+        staging.symlink_to(data_dir.name)
+        os.replace(staging, self.root / "..data")
+        for name in ("tls.crt", "tls.key"):
+            if not (self.root / name).is_symlink():
+                (self.root / name).symlink_to(f"..data/{name}")
+
+    def rewrite_in_place(self, cert_pem: bytes, key_pem: bytes, pause_s: float) -> None:
+        """The worst case a careless writer produces: the certificate truncated and written in two
+        halves, then the key, with pauses so the server surely reads each torn state."""
+        half = len(cert_pem) // 2
+        with self.cert_file.open("wb") as cert_stream:
+            cert_stream.write(cert_pem[:half])
+            cert_stream.flush()
+            time.sleep(pause_s)
+            cert_stream.write(cert_pem[half:])
+        time.sleep(pause_s)
+        with self.key_file.open("wb") as key_stream:
+            key_stream.write(key_pem)

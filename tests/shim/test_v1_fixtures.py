@@ -1,0 +1,85 @@
+"""KFP v1 components from the fixture pods: the real generated programs (`sh -ec ... python3 -u <program>`)
+run with and without the shim; outcome identical, W&B run holds inputs, return value, files.
+
+Python 3.11 with wandb 0.31.0 (the generated program needs no kfp at run time), WANDB_MODE=offline.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.pods import fixtures_of_kind
+from tests.shim.conftest import KUBEFLOW_URL, v1_argument_rewrite
+from tests.shim.wandb_reader import read_only_run
+from webhook.shim import contract
+
+pytestmark = pytest.mark.shim
+
+V1_FIXTURES = fixtures_of_kind(contract.KIND_V1_COMPONENT)
+
+
+@pytest.mark.parametrize("name", V1_FIXTURES)
+def test_v1_component_outcome_unchanged_and_recorded(component, name):
+    case = component(name)
+    baseline = case.run(shim=False)
+    recorded = case.run(shim=True)
+
+    assert baseline.returncode == 0, baseline.stderr
+    assert recorded.outcome() == baseline.outcome()
+
+    entry = case.entry
+    function = entry["function"]
+    run = read_only_run(recorded.wandb_dir)
+    assert run.exit_code == 0
+    assert run.job_type == function
+    assert run.group == entry["run_id"]
+    link = KUBEFLOW_URL + "/#/runs/details/" + entry["run_id"]
+    assert run.config["LINK_TO_KUBEFLOW_RUN"] == link
+    assert link in run.notes
+    for output, value in (entry.get("outputs") or {}).items():
+        assert run.summary[function + "." + output] == value
+    file_inputs = {name for name in (entry.get("input_files") or {})}
+    for key, value in (entry.get("inputs") or {}).items():
+        if not key.endswith(("_path", "_file")):
+            assert run.config[key] == value
+    for name in file_inputs:
+        reference = run.config[name]
+        assert reference["path"].endswith("/inputs/" + name + "/data")
+        assert reference["artifact"] == "referenced"  # offline: use_artifact is refused
+        assert reference["bytes"] == len(entry["input_files"][name]["content"].encode())
+    assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+
+
+def test_v1_output_path_file_is_logged_as_artifact(component):
+    case = component("v1-count-lines")
+    recorded = case.run(shim=True)
+    assert recorded.returncode == 0, recorded.stderr
+    run = read_only_run(recorded.wandb_dir)
+    artifact = run.artifact("count_lines.summary")
+    written = recorded.files["outputs/summary/data"]
+    assert [entry["size"] for entry in artifact["entries"]] == [len(written)]
+    assert run.config["prefix"] == "lines"
+    assert run.summary["count_lines.Output"] == 3
+
+
+def test_v1_without_component_spec_uses_argument_names(component):
+    case = component("v1-divide")
+    recorded = case.run(shim=True, extra_env={contract.COMPONENT_SPEC: ""})
+    assert recorded.returncode == 0, recorded.stderr
+    run = read_only_run(recorded.wandb_dir)
+    assert run.config["dividend"] == 17 and run.config["divisor"] == 5
+    assert run.summary["divide.quotient"] == 3 and run.summary["divide.remainder"] == 2
+
+
+def test_v1_failing_component_outcome_unchanged_and_run_failed(component):
+    case = component("v1-divide", rewrite=v1_argument_rewrite("--divisor", "0"))
+    baseline = case.run(shim=False)
+    recorded = case.run(shim=True)
+
+    assert baseline.returncode == 1
+    assert "ZeroDivisionError" in baseline.stderr
+    assert recorded.outcome() == baseline.outcome()
+    run = read_only_run(recorded.wandb_dir)
+    assert run.exit_code == 1
+    assert run.summary["exception_type"] == "ZeroDivisionError"
+    assert run.config["divisor"] == 0
