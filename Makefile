@@ -34,6 +34,9 @@ lint: $(STAMP)
 fixtures: $(STAMP)
 	$(PY) -m tests.fixtures.generate
 
+demo: $(STAMP)
+	$(PY) -m tests.demo
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 

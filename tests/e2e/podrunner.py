@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,32 @@ def field_value(pod: dict[str, Any], path: str) -> str:
     return str((metadata.get(match.group(1)) or {}).get(match.group(2), ""))
 
 
-def resolve_env(api_client: k8s.ApiClient, pod: dict[str, Any], spec: dict[str, Any]) -> dict[str, str]:
-    """A container's env as the kubelet resolves it (an optional secret that is missing is left out)."""
-    namespace = pod["metadata"]["namespace"]
+SecretReader = Callable[[str], "dict[str, str] | None"]
+
+
+def cluster_secrets(api_client: k8s.ApiClient, namespace: str) -> SecretReader:
+    """Read Secrets from the real apiserver, as the kubelet does: name -> decoded data, None when absent."""
     core = k8s.CoreV1Api(api_client)
+
+    def read(name: str) -> dict[str, str] | None:
+        try:
+            secret = core.read_namespaced_secret(name, namespace)
+        except k8s.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+
+    return read
+
+
+def no_secrets(name: str) -> dict[str, str] | None:
+    """A namespace without Secrets (the local demo): optional references resolve to nothing."""
+    return None
+
+
+def resolve_env(pod: dict[str, Any], spec: dict[str, Any], read_secret: SecretReader) -> dict[str, str]:
+    """A container's env as the kubelet resolves it (an optional secret that is missing is left out)."""
     resolved: dict[str, str] = {}
     for variable in spec.get("env") or []:
         if "value" in variable:
@@ -86,16 +109,11 @@ def resolve_env(api_client: k8s.ApiClient, pod: dict[str, Any], spec: dict[str, 
             resolved[variable["name"]] = field_value(pod, source["fieldRef"]["fieldPath"])
         elif "secretKeyRef" in source:
             ref = source["secretKeyRef"]
-            try:
-                secret = core.read_namespaced_secret(ref["name"], namespace)
-            except k8s.ApiException as error:
-                if error.status == 404 and ref.get("optional"):
-                    continue
-                raise
-            if ref["key"] in (secret.data or {}):
-                resolved[variable["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
+            data = read_secret(ref["name"])
+            if data is not None and ref["key"] in data:
+                resolved[variable["name"]] = data[ref["key"]]
             elif not ref.get("optional"):
-                raise KeyError(f"secret {ref['name']} has no key {ref['key']}")
+                raise KeyError(f"secret {ref['name']} or its key {ref['key']} is missing")
     return resolved
 
 
@@ -137,12 +155,12 @@ def component_argv(pod: dict[str, Any]) -> list[str]:
 
 
 def run_main_container(
-    api_client: k8s.ApiClient, pod: dict[str, Any], work: Path, python: Path, extra_env: dict[str, str]
+    pod: dict[str, Any], work: Path, python: Path, extra_env: dict[str, str], read_secret: SecretReader = no_secrets
 ) -> LocalRun:
     """The main container's process, with its resolved env, its mounts under `work` and `python3` = python."""
     main = container(pod)
     mapped = mounts(main, work)
-    env = {name: in_mounts(value, mapped) for name, value in resolve_env(api_client, pod, main).items()}
+    env = {name: in_mounts(value, mapped) for name, value in resolve_env(pod, main, read_secret).items()}
     bin_dir = work / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in ("python3", "python"):

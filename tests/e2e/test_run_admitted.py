@@ -79,7 +79,11 @@ def admit_and_run(apiserver: Any, namespace: str, name: str, work: Path) -> tupl
     podrunner.prepare_inputs(fixture_pods.index_entry(name), work)
     with admin(apiserver) as api_client:
         result = podrunner.run_main_container(
-            api_client, stored, work, python_for(fixture_pods.index_entry(name)["kind"]), MACHINE_ENV
+            stored,
+            work,
+            python_for(fixture_pods.index_entry(name)["kind"]),
+            MACHINE_ENV,
+            podrunner.cluster_secrets(api_client, namespace),
         )
     return stored, result
 
