@@ -133,6 +133,8 @@ class InjectionConfig:
     kubeflow_url: str | None
     init_timeout_seconds: int
     shim_enabled: bool
+    #: The image's own PYTHONPATH, which a pod-level PYTHONPATH would otherwise hide (wandb.ai/pythonpath).
+    image_pythonpath: str | None = None
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -176,6 +178,15 @@ def _parse_timeout(value: str) -> dict[str, Any]:
     return {"value": int(value)}
 
 
+_PATHS = re.compile(r"^/[^:\s]*(:/[^:\s]*)*$")
+
+
+def _parse_paths(value: str) -> dict[str, Any]:
+    if not _PATHS.match(value):
+        raise ValueError("must be absolute directories separated by ':'")
+    return {"value": value}
+
+
 def _parse_switch(value: str) -> dict[str, Any]:
     if value.lower() not in _SWITCH:
         raise ValueError("must be enabled or disabled")
@@ -194,6 +205,7 @@ OVERRIDE_ANNOTATIONS: dict[str, tuple[str, Parser]] = {
     "wandb.ai/kubeflow-url": ("kubeflow_url", _parse_url),
     "wandb.ai/init-timeout": ("init_timeout_seconds", _parse_timeout),
     "wandb.ai/shim": ("shim_enabled", _parse_switch),
+    "wandb.ai/pythonpath": ("image_pythonpath", _parse_paths),
 }
 
 

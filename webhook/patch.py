@@ -223,7 +223,8 @@ def build(
     if with_shim:
         bootstrap = shim_bootstrap_dir(settings)
         if pythonpath_at is None:
-            env.append(_value("PYTHONPATH", bootstrap))
+            image_path = f":{config.image_pythonpath}" if config.image_pythonpath else ""
+            env.append(_value("PYTHONPATH", bootstrap + image_path))
         else:
             current = str((existing_env or [])[pythonpath_at].get("value") or "")
             joined = f"{bootstrap}:{current}" if current else bootstrap

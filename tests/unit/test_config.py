@@ -75,6 +75,7 @@ def test_secret_without_key_keeps_the_configured_key():
         ("wandb.ai/init-timeout", "-5"),
         ("wandb.ai/init-timeout", "9999"),
         ("wandb.ai/shim", "maybe"),
+        ("wandb.ai/pythonpath", "relative/dir"),
     ],
 )
 def test_invalid_annotation_is_ignored_with_a_warning(annotation, value):

@@ -236,3 +236,14 @@ def test_image_volume_delivery_mounts_the_image_instead_of_copying():
     assert pythonpath == f"{contract.SHIM_MOUNT_PATH}/opt/wandb-kfp-webhook/shim/bootstrap"
     again = evaluate(mutated, "kubeflow-user", ENABLED, settings, "uid-2")
     assert again.injection is None
+
+
+def test_image_pythonpath_annotation_keeps_the_images_directories_after_the_bootstrap():
+    pod = first_of(contract.KIND_V2_EXECUTOR)
+    pod["metadata"]["annotations"]["wandb.ai/pythonpath"] = "/app:/opt/lib"
+    mutated, _ = injected(pod)
+    assert env_of(main_of(mutated))["PYTHONPATH"]["value"] == f"{contract.bootstrap_dir()}:/app:/opt/lib"
+    pod["metadata"]["annotations"]["wandb.ai/pythonpath"] = "relative:dir"
+    mutated, evaluation = injected(pod)
+    assert env_of(main_of(mutated))["PYTHONPATH"]["value"] == contract.bootstrap_dir()
+    assert any("wandb.ai/pythonpath" in warning for warning in evaluation.warnings)
