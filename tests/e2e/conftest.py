@@ -17,7 +17,7 @@ import pytest
 from tests.chart import render
 from tests.e2e.binaries import Binaries, BinariesUnavailable, ensure_binaries
 from tests.e2e.cluster import Cluster
-from tests.e2e.deployment import DeployedWebhook, deploy
+from tests.e2e.deployment import DEPLOYED_LABEL, DeployedWebhook, deploy
 from tests.e2e.webhooks import delete_mutating_webhook
 
 _E2E_DIR = Path(__file__).parent
@@ -66,7 +66,14 @@ def rendered(e2e_binaries: Binaries) -> render.Rendered:
     """The chart with its default values, for the Kubernetes version under test."""
     if e2e_binaries.helm is None:
         pytest.skip("helm is not available")
-    return render.template(e2e_binaries.helm, "default")
+    # The chart's own knob for narrowing where it injects keeps this session-wide webhook out of
+    # namespaces other tests make for webhooks of their own.
+    only_ours = [
+        f"webhook.{hook}.extraNamespaceMatchExpressions[0].{field}"
+        for hook in ("namespaceOptIn", "podOptIn", "pipelineOptIn")
+        for field in (f"key={DEPLOYED_LABEL}", "operator=In", "values[0]=yes")
+    ]
+    return render.template(e2e_binaries.helm, "default", set_values=only_ours)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,8 @@ from tests.support.servers import (
 from webhook import config as cfg
 
 RELEASE_NAMESPACE = render.NAMESPACE
+#: Namespaces made by new_namespace carry it; the deployed webhook's selectors require it.
+DEPLOYED_LABEL = "e2e.wkw.local/deployed"
 ARGO_LABEL = "workflows.argoproj.io/workflow"
 #: Objects of the chart that need CRDs this apiserver does not have, or that we replace with a local copy.
 NOT_APPLIED = ("MutatingWebhookConfiguration", "ServiceMonitor", "Certificate", "Issuer")
@@ -111,7 +113,7 @@ def new_namespace(
 ) -> str:
     """A fresh namespace with the ServiceAccount the fixture pods run as."""
     name = f"team-{uuid.uuid4().hex[:8]}"
-    all_labels = dict(labels or {})
+    all_labels = {DEPLOYED_LABEL: "yes", **(labels or {})}
     if enabled:
         all_labels[cfg.INJECT_LABEL] = cfg.NAMESPACE_INJECT_VALUE
     cluster.create_namespace(name, all_labels, annotations)
@@ -166,6 +168,8 @@ def deploy(cluster: Cluster, rendered: render.Rendered, work_dir: Path) -> Deplo
     until the apiserver calls them."""
     if RELEASE_NAMESPACE not in namespaces_of(cluster):
         cluster.create_namespace(RELEASE_NAMESPACE)
+    # Inside the webhook's reach, so that its exclusion of its own namespace is what keeps pods there out.
+    cluster.kubectl("label", "namespace", RELEASE_NAMESPACE, f"{DEPLOYED_LABEL}=yes", "--overwrite")
     manifests = [obj for obj in rendered.objects if obj["kind"] not in NOT_APPLIED]
     cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(manifests))
     token = cluster.service_account_token(RELEASE_NAMESPACE, chart_service_account(rendered))
