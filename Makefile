@@ -20,14 +20,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/wandb-kfp-webhook serve --dev
 
-test: $(STAMP)
+test: $(STAMP) lint
 	@echo "== kube-apiserver, etcd, kubectl, helm: built from the Go module proxy once, cached in $(WKW_CACHE)/bin"
 	$(PY) -m tests.e2e.binaries
 	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), chart, e2e (real apiserver)"
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check webhook tests
+	$(VENV)/bin/ruff check webhook tests benchmarks
 	$(VENV)/bin/ruff format --check webhook
 	$(VENV)/bin/mypy webhook
 

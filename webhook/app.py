@@ -5,13 +5,14 @@ The view is the only place request I/O happens; everything it answers comes from
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from pathlib import Path
 
 from flask import Flask, Response, request
+from pydantic_core import to_json
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook import metrics
 from webhook.admission import OUTCOME_INJECTED, NamespaceLookup, review
@@ -27,7 +28,18 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 def _json(body: object, status: int) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    return Response(to_json(body), status=status, mimetype="application/json")
+
+
+def _body() -> bytes:
+    """The request body, read in one call when its length is known (werkzeug's stream reads in chunks)."""
+    length = request.content_length
+    if length is None:
+        return request.get_data(cache=False)
+    if length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    body: bytes = request.environ["wsgi.input"].read(length)
+    return body
 
 
 def create_app(settings: Settings | None = None, namespaces: NamespaceLookup | None = None) -> Flask:

@@ -73,7 +73,8 @@ def rendered(e2e_binaries: Binaries) -> render.Rendered:
         for hook in ("namespaceOptIn", "podOptIn", "pipelineOptIn")
         for field in (f"key={DEPLOYED_LABEL}", "operator=In", "values[0]=yes")
     ]
-    return render.template(e2e_binaries.helm, "default", set_values=only_ours)
+    # Debug logging, so the tests can read what the server says about every pod (and check it leaks nothing).
+    return render.template(e2e_binaries.helm, "default", set_values=[*only_ours, "server.logLevel=DEBUG"])
 
 
 @pytest.fixture(scope="session")

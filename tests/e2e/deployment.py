@@ -68,10 +68,22 @@ class DeployedWebhook:
         command = [str(BIN / container["command"][0]), *container["command"][1:]]
         return command + [swaps.get(arg, arg) for arg in container.get("args", [])]
 
+    def deployment_env(self) -> dict[str, str]:
+        """The webhook container's env from the Deployment, the downward API resolved for its namespace."""
+        deployment = self.rendered.one("Deployment")
+        container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "webhook")
+        env = {}
+        for variable in container.get("env", []):
+            if "value" in variable:
+                env[variable["name"]] = str(variable["value"])
+            elif variable["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace":
+                env[variable["name"]] = RELEASE_NAMESPACE
+        return env
+
     def start(self) -> RunningServer:
         env = {
+            **self.deployment_env(),
             "KUBECONFIG": str(self.kubeconfig),
-            "WANDB_KFP_WEBHOOK_OWN_NAMESPACE": RELEASE_NAMESPACE,
             "WANDB_KFP_WEBHOOK_HOST": "127.0.0.1",
             "WANDB_KFP_WEBHOOK_PORT": str(self.port),
         }
