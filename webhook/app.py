@@ -1,6 +1,9 @@
 """The Flask application: POST /mutate, GET /healthz, /readyz and /metrics.
 
-The view is the only place request I/O happens; everything it answers comes from `admission.review`.
+POST /mutate is answered by a thin WSGI layer in front of Flask's request handling (Flask's documented
+`app.wsgi_app` middleware hook): every pod creation in an opted-in namespace waits on it, and Flask's
+request context, routing and Response objects cost more than the review itself. Everything else goes
+through Flask. Whatever /mutate answers comes from `admission.review`.
 """
 
 from __future__ import annotations
@@ -8,11 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from pydantic_core import to_json
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook import metrics
 from webhook.admission import OUTCOME_INJECTED, NamespaceLookup, review
@@ -25,21 +29,53 @@ log = logging.getLogger("webhook.access")
 CONFIG_FILE_ENV = "WANDB_KFP_WEBHOOK_CONFIG_FILE"
 #: An AdmissionReview holds one object (etcd caps objects near 1.5 MiB) plus envelope; refuse far larger.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+MUTATE_PATH = "/mutate"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def _json(body: object, status: int) -> Response:
     return Response(to_json(body), status=status, mimetype="application/json")
 
 
-def _body() -> bytes:
-    """The request body, read in one call when its length is known (werkzeug's stream reads in chunks)."""
-    length = request.content_length
-    if length is None:
-        return request.get_data(cache=False)
-    if length > MAX_BODY_BYTES:
-        raise RequestEntityTooLarge()
-    body: bytes = request.environ["wsgi.input"].read(length)
-    return body
+class AdmissionEndpoint:
+    """POST /mutate as plain WSGI: read the body in one call, review it, answer JSON; the rest to Flask."""
+
+    def __init__(self, flask_wsgi: WSGIApp, source: NamespaceLookup, settings: Settings) -> None:
+        self._flask_wsgi = flask_wsgi
+        self._source = source
+        self._settings = settings
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != MUTATE_PATH:
+            return self._flask_wsgi(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            return self._answer(start_response, 405, {"error": "use POST with an AdmissionReview"})
+        started = time.perf_counter()
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if length > MAX_BODY_BYTES:
+            return self._answer(start_response, 413, {"error": f"request body over {MAX_BODY_BYTES} bytes"})
+        stream = environ["wsgi.input"]
+        body = stream.read(length) if length else stream.read()
+        result = review(body, self._source, self._settings)
+        metrics.record(result.outcome, result.kind, time.perf_counter() - started)
+        # Per-pod lines are DEBUG: at INFO every pod creation would contend on the log lock. The metrics
+        # count every outcome; internal errors are logged at ERROR by admission.review itself.
+        if result.outcome == OUTCOME_INJECTED:
+            log.debug("injected uid=%s kind=%s reason=%s", result.body["response"]["uid"], result.kind, result.reason)
+        elif result.status != 200:
+            log.info("rejected malformed review: %s", result.reason)
+        return self._answer(start_response, result.status, result.body)
+
+    @staticmethod
+    def _answer(start_response: Callable[..., Any], status: int, body: object) -> list[bytes]:
+        payload = to_json(body)
+        reason = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 413: "Content Too Large"}[status]
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+        if status == 405:
+            headers.append(("Allow", "POST"))
+        start_response(f"{status} {reason}", headers)
+        return [payload]
 
 
 def create_app(settings: Settings | None = None, namespaces: NamespaceLookup | None = None) -> Flask:
@@ -50,22 +86,7 @@ def create_app(settings: Settings | None = None, namespaces: NamespaceLookup | N
     source = namespaces if namespaces is not None else namespace_source(settings.watch_namespaces)
     app = Flask("wandb-kfp-webhook")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-
-    @app.post("/mutate")
-    def mutate() -> Response:
-        started = time.perf_counter()
-        result = review(request.get_data(cache=False), source, settings)
-        metrics.record(result.outcome, result.kind, time.perf_counter() - started)
-        if result.outcome == OUTCOME_INJECTED:
-            log.info(
-                "injected uid=%s kind=%s reason=%s",
-                result.body["response"]["uid"],
-                result.kind,
-                result.reason,
-            )
-        elif result.status != 200:
-            log.info("rejected malformed review: %s", result.reason)
-        return _json(result.body, result.status)
+    app.wsgi_app = AdmissionEndpoint(app.wsgi_app, source, settings)  # type: ignore[method-assign]
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -83,7 +104,6 @@ def create_app(settings: Settings | None = None, namespaces: NamespaceLookup | N
 
     @app.errorhandler(404)
     @app.errorhandler(405)
-    @app.errorhandler(413)
     def http_error(error: Exception) -> Response:
         code = int(getattr(error, "code", 400) or 400)
         return _json({"error": getattr(error, "description", "bad request")}, code)

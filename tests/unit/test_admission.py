@@ -201,3 +201,10 @@ def test_review_function_is_pure_for_the_same_input():
     first = admission.review(json.dumps(review_of(pod)), OPTED_IN, SETTINGS)
     second = admission.review(json.dumps(review_of(pod)), OPTED_IN, SETTINGS)
     assert first.body == second.body
+
+
+def test_oversized_body_is_refused_with_413(client):
+    from webhook.app import MAX_BODY_BYTES
+
+    answer = client.post("/mutate", data=b"x" * (MAX_BODY_BYTES + 1), content_type="application/json")
+    assert answer.status_code == 413 and "bytes" in answer.get_json()["error"]
