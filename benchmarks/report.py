@@ -1,0 +1,398 @@
+"""Render results.json as results.md: the machine first, then the targets, then each section's tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    sections = results["sections"]
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, goal: str, measured: Any, met: bool | None, note: str = "") -> None:
+        rows.append({"target": name, "goal": goal, "measured": measured, "met": met, "note": note})
+
+    http = sections.get("http", {})
+    if "closed_loop" in http:
+        worst_c, worst = max(
+            ((c, v["ratio_ours_over_floor"]["p99_ms"]) for c, v in http["closed_loop"].items()),
+            key=lambda item: item[1] or 0,
+        )
+        per_c = ", ".join(f"c={c}: {fmt(v['ratio_ours_over_floor']['p99_ms'])}" for c, v in http["closed_loop"].items())
+        quiet = [v.get("ratio_ours_quiet_over_floor", {}).get("p99_ms") for v in http["closed_loop"].values()]
+        if any(value is not None for value in quiet):
+            per_c += f"; with log WARNING worst {fmt(max(value or 0 for value in quiet))}"
+        add(
+            "p99 ours/floor (closed loop)",
+            "<= 1.5 at every concurrency",
+            f"worst {fmt(worst)} at c={worst_c}",
+            (worst or 0) <= 1.5,
+            per_c,
+        )
+    if "fixed_rate" in http:
+        p99 = http["fixed_rate"]["ours"]["p99_ms"]
+        add(
+            f"p99 at {http['fixed_rate']['rate']:.0f} req/s (open loop)",
+            "<= 10 ms",
+            f"{fmt(p99)} ms",
+            p99 is not None and p99 <= 10,
+            f"floor {fmt(http['fixed_rate']['floor']['p99_ms'])} ms"
+            + (
+                f"; with log WARNING {fmt(http['fixed_rate']['ours-quiet']['p99_ms'])} ms"
+                if "ours-quiet" in http["fixed_rate"]
+                else ""
+            ),
+        )
+    api = sections.get("apiserver", {})
+    if "added_p50_ms" in api:
+        add(
+            "added pod-create p50 (real apiserver)",
+            "<= 5 ms",
+            f"{fmt(api['added_p50_ms'])} ms",
+            api["added_p50_ms"] <= 5,
+            f"p99 added {fmt(api['added_p99_ms'])} ms; a no-op floor webhook adds "
+            f"{fmt(api.get('floor_added_p50_ms'))} ms p50",
+        )
+    shim = sections.get("shim", {})
+    component = shim.get("component", {})
+    if "ratio_shim_over_hand" in component:
+        add(
+            "shim / hand-written wandb (component wall time)",
+            "<= 1.1x",
+            fmt(component["ratio_shim_over_hand"], 3),
+            component["ratio_shim_over_hand"] <= 1.1,
+            f"per-round median {fmt(component['ratio_shim_over_hand_per_round_median'], 3)}",
+        )
+    boot = shim.get("bootstrap_inactive", {}).get("python -c pass")
+    if boot:
+        add(
+            "inactive bootstrap per interpreter start",
+            "< 5 ms",
+            f"{fmt(boot['added_ms'])} ms",
+            boot["added_ms"] < 5,
+            f"with a .pyc: {fmt(boot['added_with_pyc_ms'])} ms",
+        )
+    memory = sections.get("memory", {})
+    if "worst_growth_pct_from_warm" in memory:
+        add(
+            f"worker RSS growth over {memory['requests_measured']} requests",
+            "< 10 %",
+            f"{fmt(memory['worst_growth_pct_from_warm'])} %",
+            memory["worst_growth_pct_from_warm"] is not None and memory["worst_growth_pct_from_warm"] < 10,
+            "from post-warm-up RSS; from idle: "
+            + ", ".join(f"{fmt(v)} %" for v in memory["growth_pct_from_idle"].values()),
+        )
+    return rows
+
+
+def _machine(results: dict[str, Any]) -> list[str]:
+    machine = results["machine"]
+    lines = ["# wandb-kfp-webhook benchmarks", ""]
+    lines.append(
+        f"Run {results['started_at']} - {results['finished_at']} ({fmt(results['wall_seconds'], 0)} s), "
+        f"`{' '.join(['python -m benchmarks.run', *results['argv']])}`."
+    )
+    lines += ["", "## Machine", ""]
+    lines.append(
+        f"- CPUs: {machine['cpu_count']} ({machine['cpu_model']}), memory {machine['memory_gib']} GiB, "
+        f"kernel {machine['kernel']}"
+    )
+    lines.append(
+        f"- load average (1/5/15 min) at start: {machine['load_average_at_start']}, at end: "
+        f"{results['load_average_at_end']}; per section: "
+        + ", ".join(f"{name} {section.get('load_average_after')}" for name, section in results["sections"].items())
+        + ". The machine is shared: absolute figures are noisy, the ratios (same run, alternating) less so"
+    )
+    lines.append(f"- Python {machine['python']}, {machine['openssl']}")
+    lines.append("- packages: " + ", ".join(f"{k} {v}" for k, v in machine["packages"].items()))
+    lines.append("- tools: " + ", ".join(f"{k}: {v or 'absent'}" for k, v in machine["tools"].items()))
+    lines += [
+        "",
+        "Every figure is the median of repeated runs; every ratio is the median of per-repetition ratios "
+        "of runs made back to back (order alternated).",
+    ]
+    lines += ["", "## Targets", "", "| target | goal | measured | met | note |", "| --- | --- | --- | --- | --- |"]
+    for row in results["targets"]:
+        met = {True: "yes", False: "**NO**", None: "n/a"}[row["met"]]
+        lines.append(f"| {row['target']} | {row['goal']} | {row['measured']} | {met} | {row['note']} |")
+    for name, section in results["sections"].items():
+        if "skipped" in section:
+            lines += ["", f"## {name}: skipped", "", f"Skipped: {section['skipped']}"]
+    return lines
+
+
+def _http(http: dict[str, Any]) -> list[str]:
+    if "closed_loop" not in http:
+        return []
+    mix = http["mix"]
+    lines = ["", "## 1. Admission webhook under HTTPS load (loopback)", ""]
+    lines.append(
+        f"Load generator: {http['load_generator']}. Server: `python -m webhook.serving`, "
+        f"{http['server']['workers']} workers x {http['server']['threads']} threads "
+        f"({http['server']['worker_class']}), {http['server']['tls']}; the floor is the same server "
+        "with a WSGI app that drains the body and answers a canned AdmissionReview response."
+    )
+    lines.append(
+        f"Mix per cycle: {mix['requests_per_cycle']} reviews from tests/fixtures/pods "
+        f"({mix['opted_in']} opted in by pod label), bodies {mix['body_bytes_min']}-"
+        f"{mix['body_bytes_max']} bytes (median {mix['body_bytes_median']})."
+    )
+    lines += [
+        "",
+        "| conc. | server | p50 ms | p90 ms | p99 ms | req/s | server CPU ms/req | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c, values in http["closed_loop"].items():
+        for server in ("ours", "floor"):
+            v = values[server]
+            lines.append(
+                f"| {c} | {server} | {fmt(v['p50_ms'])} | {fmt(v['p90_ms'])} | {fmt(v['p99_ms'])} | "
+                f"{fmt(v['rps'], 0)} | {fmt(v['server_cpu_ms_per_request'], 3)} | {v['errors']} |"
+            )
+        r = values["ratio_ours_over_floor"]
+        lines.append(
+            f"| {c} | **ours/floor** | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])} | **{fmt(r['p99_ms'])}** | "
+            f"{fmt(r['rps'])} | {fmt(r['server_cpu_ms_per_request'])} | |"
+        )
+        if "ours-quiet" in values:
+            v = values["ours-quiet"]
+            lines.append(
+                f"| {c} | ours, log WARNING | {fmt(v['p50_ms'])} | {fmt(v['p90_ms'])} | {fmt(v['p99_ms'])} | "
+                f"{fmt(v['rps'], 0)} | {fmt(v['server_cpu_ms_per_request'], 3)} | {v['errors']} |"
+            )
+            r = values["ratio_ours_quiet_over_floor"]
+            lines.append(
+                f"| {c} | ours, log WARNING/floor | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])} | "
+                f"{fmt(r['p99_ms'])} | {fmt(r['rps'])} | {fmt(r['server_cpu_ms_per_request'])} | |"
+            )
+    hs = http["highest_sustained_rps"]
+    lines += [
+        "",
+        f"Highest sustained rate (closed loop, any concurrency): ours {fmt(hs['ours'], 0)} req/s, "
+        f"floor {fmt(hs['floor'], 0)} req/s.",
+    ]
+    fr = http.get("fixed_rate")
+    if fr:
+        lines += [
+            "",
+            f"Fixed rate {fr['rate']:.0f} req/s for {fr['duration_s']:.0f} s ({fr['client']}):",
+            "",
+            "| server | p50 ms | p90 ms | p99 ms | max ms | achieved req/s | client send lag p99 ms | errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for server in [name for name in ("ours", "floor", "ours-quiet") if name in fr]:
+            v = fr[server]
+            lines.append(
+                f"| {server} | {fmt(v['p50_ms'])} | {fmt(v['p90_ms'])} | {fmt(v['p99_ms'])} | "
+                f"{fmt(v['max_ms'])} | {fmt(v['achieved_rps'], 0)} | {fmt(v['client_send_lag_p99_ms'])} | "
+                f"{v['errors']} |"
+            )
+        for key, label in (
+            ("ratio_ours_over_floor", "ours/floor"),
+            ("ratio_ours_quiet_over_floor", "ours-quiet/floor"),
+        ):
+            if key in fr:
+                r = fr[key]
+                lines.append(
+                    f"| {label} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])} | {fmt(r['p99_ms'])} | "
+                    f"{fmt(r['max_ms'])} | | | |"
+                )
+    lines += [
+        "",
+        "`ours, log WARNING` (`ours-quiet`) is the same webhook served with `--log-level warning`, i.e. "
+        "without its one INFO line per injected pod: the difference is what that line costs under load.",
+    ]
+    wb = http.get("wsgi_breakdown")
+    if wb and "skipped" not in wb:
+        lines += [
+            "",
+            "Per request of the mix, one thread, no HTTP/TLS (each WSGI app called directly; "
+            "benchmarks/wsgi_breakdown.py):",
+            "",
+            "| layer | ms/request |",
+            "| --- | --- |",
+            f"| `json.loads` of the body alone | {fmt(wb['json_loads_body'], 3)} |",
+            f"| `admission.review()` | {fmt(wb['review'], 3)} |",
+            f"| Flask app, access log at WARNING | {fmt(wb['flask_quiet'], 3)} |",
+            f"| Flask app as served (INFO line per injection) | {fmt(wb['flask'], 3)} |",
+            f"| floor app | {fmt(wb['floor'], 3)} |",
+        ]
+    if "inprocess_review" in http:
+        lines += [
+            "",
+            "In-process `admission.review()` per fixture (no HTTP/TLS; median of 5 batches of 40):",
+            "",
+            "| fixture | body bytes | outcome | ms |",
+            "| --- | --- | --- | --- |",
+        ]
+        for label, v in http["inprocess_review"].items():
+            lines.append(f"| {label} | {v['body_bytes']} | {v['outcome']} | {fmt(v['review_ms'], 3)} |")
+    prof = http.get("inprocess_profile")
+    if prof:
+        lines += [
+            "",
+            f"cProfile of `review()` over {prof['reviews_profiled']} reviews of the mix (share of total time):",
+            "",
+            "| function | calls | self % | cumulative % |",
+            "| --- | --- | --- | --- |",
+        ]
+        for row in prof["top_cumulative"][:16]:
+            lines.append(f"| `{row['function']}` | {row['calls']} | {row['self_pct']} | {row['cumulative_pct']} |")
+    spy = http.get("profile_under_load")
+    if spy and "holding_gil" in spy:
+        for mode, title in (
+            ("holding_gil", "samples of the thread holding the GIL (where Python CPU goes)"),
+            ("all_threads", "samples of every busy thread (also time waiting for locks, GIL, I/O)"),
+        ):
+            view = spy[mode]
+            if not view.get("busy_samples"):
+                continue
+            lines += [
+                "",
+                f"py-spy on both workers under wrk c=32, {title}, {view['busy_samples']} samples:",
+                "",
+                "| frame (inclusive) | % | hottest self frames | % |",
+                "| --- | --- | --- | --- |",
+            ]
+            inclusive, leaf = view["top_inclusive"][:18], view["top_self"][:18]
+            for index in range(max(len(inclusive), len(leaf))):
+                a = inclusive[index] if index < len(inclusive) else {"frame": "", "pct": ""}
+                b = leaf[index] if index < len(leaf) else {"frame": "", "pct": ""}
+                lines.append(f"| `{a['frame']}` | {a['pct']} | `{b['frame']}` | {b['pct']} |")
+    elif spy:
+        lines += ["", f"py-spy: {spy.get('skipped')}"]
+    return lines
+
+
+def _apiserver(api: dict[str, Any]) -> list[str]:
+    if "with_webhook" not in api:
+        return []
+    lines = ["", "## 2. Pod create on a real kube-apiserver", ""]
+    lines.append(
+        f"kube-apiserver {api['apiserver']} + etcd (tests/e2e harness), each webhook registered for one "
+        f"namespace; {api['rounds']} rounds x {api['pairs_per_round']} alternating create triples of "
+        f"fixture pods ({api['creates_injected']}/{api['creates_with_webhook']} creates through ours injected)."
+    )
+    lines += ["", "| | p50 ms | p99 ms | mean ms |", "| --- | --- | --- | --- |"]
+    for key in ("with_webhook", "with_floor_webhook", "without_webhook"):
+        v = api[key]
+        lines.append(f"| {key.replace('_', ' ')} | {fmt(v['p50_ms'])} | {fmt(v['p99_ms'])} | {fmt(v['mean_ms'])} |")
+    lines.append(f"| **added by ours** | **{fmt(api['added_p50_ms'])}** | {fmt(api['added_p99_ms'])} | |")
+    lines.append(f"| added by the floor webhook | {fmt(api['floor_added_p50_ms'])} | | |")
+    lines.append(
+        f"\nRatio p50 with/without: {fmt(api['ratio_p50'])}. The floor webhook (`benchmarks.floor_app:echo_app`, "
+        "same server and TLS, answers a canned one-annotation patch without parsing) shows what any "
+        "webhook on this stack costs the apiserver; the rest is ours. The webhook's own handling "
+        f"(its latency histogram, /metrics) averaged {fmt(api['webhook_app_mean_ms'], 3)} ms over "
+        f"{api['webhook_app_reviews']} reviews; the apiserver used "
+        f"{api['apiserver_to_webhook_connections']} keep-alive connection(s) to it."
+    )
+    return lines
+
+
+def _shim(shim: dict[str, Any]) -> list[str]:
+    if not shim or "skipped" in shim:
+        return []
+    lines = ["", "## 3. Runtime shim", ""]
+    component = shim.get("component", {})
+    if "median_s" in component:
+        m = component["median_s"]
+        lines.append(
+            f"Trivial KFP v2 component via kfp.local SubprocessRunner(use_venv=False), kfp 2.17.3, "
+            f"wandb 0.31.0 offline, {component['rounds']} rounds (alternating):"
+        )
+        lines += ["", "| variant | wall s | vs none | W&B runs written |", "| --- | --- | --- | --- |"]
+        for key, label in (
+            ("none", "no W&B"),
+            ("hand", "hand-written wandb.init/log/finish"),
+            ("shim", "shim (no code change)"),
+        ):
+            lines.append(
+                f"| {label} | {fmt(m[key], 3)} | {fmt(m[key] / m['none'])}x | {component['wandb_runs_written'][key]} |"
+            )
+        lines.append(
+            f"\nshim / hand-written: **{fmt(component['ratio_shim_over_hand'], 3)}** (per-round "
+            f"median {fmt(component['ratio_shim_over_hand_per_round_median'], 3)})."
+        )
+    elif "component" in shim:
+        lines.append(f"Component run skipped: {component.get('skipped')}")
+    boot = shim.get("bootstrap_inactive")
+    if boot:
+        lines += [
+            "",
+            f"Inactive bootstrap ({boot['tool']}, {boot['runs_per_command']} runs x "
+            f"{boot['repetitions']} repetitions; `with` = as in a pod: read-only shim volume, no .pyc, "
+            "so sitecustomize.py is compiled at each start):",
+            "",
+            "| command | without ms | with ms | added ms | with .pyc ms | added with .pyc ms |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for label in ("python -c pass", "python hello.py"):
+            v = boot[label]
+            lines.append(
+                f"| `{label}` | {fmt(v['without_ms'])} | {fmt(v['with_ms'])} | **{fmt(v['added_ms'])}** | "
+                f"{fmt(v['with_pyc_ms'])} | {fmt(v['added_with_pyc_ms'])} |"
+            )
+    init = shim.get("init_container")
+    if init:
+        lines += [
+            "",
+            "Init container: `wandb-kfp-webhook shim install DIR` into an empty dir (page cache warm):",
+            "",
+            "| variant | seconds | files | bytes (apparent) | bytes on disk (hardlinks once) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for key, v in init.items():
+            if "skipped" in v:
+                lines.append(f"| {key} | skipped: {v['skipped']} | | | |")
+            else:
+                lines.append(
+                    f"| {key} | {fmt(v['seconds_median'], 3)} | {v['files']} | {v['bytes']:,} | {v['disk_bytes']:,} |"
+                )
+    return lines
+
+
+def _memory(memory: dict[str, Any]) -> list[str]:
+    if "points" not in memory:
+        return []
+    lines = ["", "## 4. Memory per worker", ""]
+    lines.append(
+        f"Fresh server, wrk c={memory['connections']}, {memory['requests_total']} requests in total "
+        f"({memory['errors']} errors, workers restarted: {memory['workers_restarted']}); "
+        f"floor workers idle: {memory['floor_idle_rss_kib']} KiB."
+    )
+    pids = list(memory["points"][0]["rss_kib"])
+    lines += [
+        "",
+        "| after requests | " + " | ".join(f"worker {pid} RSS KiB (PSS)" for pid in pids) + " |",
+        "| --- |" + " --- |" * len(pids),
+    ]
+    for point in memory["points"]:
+        cells = [f"{point['rss_kib'].get(pid)} ({point['pss_kib'].get(pid)})" for pid in pids]
+        lines.append(f"| {point['requests']} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"\nGrowth from post-warm-up: {memory['growth_pct_from_warm']} %; from idle: "
+        f"{memory['growth_pct_from_idle']} %."
+    )
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    sections = results["sections"]
+    lines = _machine(results)
+    lines += _http(sections.get("http", {}))
+    lines += _apiserver(sections.get("apiserver", {}))
+    lines += _shim(sections.get("shim", {}))
+    lines += _memory(sections.get("memory", {}))
+    notes = results.get("notes")
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
