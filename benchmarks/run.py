@@ -121,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     log(f"wrote {out_dir / 'results.md'} and results.json in {results['wall_seconds']:.0f} s")
     for row in results["targets"]:
         print(f"  {'MET ' if row['met'] else 'MISS'} {row['target']}: {row['measured']} (goal {row['goal']})")
+    broken = [
+        name for name, section in results["sections"].items() if str(section.get("skipped", "")).startswith("failed")
+    ]
+    if broken:
+        log(f"sections that failed (a bug, not a missing tool): {', '.join(broken)}")
+        return 1
     return 0
 
 

@@ -37,6 +37,7 @@ class Server:
     running: RunningServer
     certs: DevCerts
     workers: int
+    threads: int
     metrics_dir: Path
 
     @property
@@ -88,7 +89,7 @@ def start_server(
     started: list[RunningServer] = []
     try:
         running = start_process(log_dir, app_spec, certs, env, command=command, on_start=started.append)
-        server = Server(name, running, certs, workers, metrics_dir)
+        server = Server(name, running, certs, workers, threads, metrics_dir)
         deadline = time.monotonic() + READY_TIMEOUT_S  # one worker answered; wait for all of them
         while len(server.worker_pids()) < workers and time.monotonic() < deadline:
             time.sleep(0.2)
