@@ -131,6 +131,14 @@ class ComponentCase:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(holder["content"])
 
+    def compared(self) -> tuple[ComponentRun, ComponentRun]:
+        """Run without, then with the shim: the component succeeds and its user sees the same outcome."""
+        baseline = self.run(shim=False)
+        recorded = self.run(shim=True)
+        assert baseline.returncode == 0, baseline.stderr
+        assert recorded.outcome() == baseline.outcome()
+        return baseline, recorded
+
     def run(self, shim: bool, extra_env: Optional[Mapping[str, str]] = None, label: str = "") -> ComponentRun:
         """Run the component once in a clean work dir; `shim` puts the installed bootstrap on PYTHONPATH."""
         if self.work.exists():

@@ -72,8 +72,11 @@ def bootstrap_dir(shim: Path) -> Path:
 
 def shim_env(shim: Path, extra: Optional[Mapping[str, str]] = None, debug: bool = True) -> Dict[str, str]:
     """A clean environment with the bootstrap first on PYTHONPATH, as the webhook injects it."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("WANDB_", "PYTHON")) and key != "_KFP_RUNTIME"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("WANDB_", "PYTHON")) and key != "_KFP_RUNTIME"
+    }
     env["PYTHONPATH"] = str(bootstrap_dir(shim))
     if debug:
         env["WANDB_KFP_SHIM_DEBUG"] = "1"
@@ -81,12 +84,19 @@ def shim_env(shim: Path, extra: Optional[Mapping[str, str]] = None, debug: bool 
     return env
 
 
-def run_python(python: os.PathLike[str] | str, args, env: Mapping[str, str], cwd=None,
-               timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def run_python(
+    python: os.PathLike[str] | str, args, env: Mapping[str, str], cwd=None, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
     """Run a real interpreter (stdin empty) and capture its output as text."""
-    return subprocess.run([str(python), *args], env=dict(env), cwd=cwd, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(python), *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 def shim_lines(stderr: str) -> list[str]:

@@ -44,8 +44,11 @@ def base_env(shim, tmp_path) -> dict:
 
 
 def plain_env() -> dict:
-    return {key: value for key, value in support.shim_env(Path("/nonexistent")).items()
-            if key not in ("PYTHONPATH", "WANDB_KFP_SHIM_DEBUG")}
+    return {
+        key: value
+        for key, value in support.shim_env(Path("/nonexistent")).items()
+        if key not in ("PYTHONPATH", "WANDB_KFP_SHIM_DEBUG")
+    }
 
 
 def test_bootstrap_names_match_the_contract():
@@ -72,8 +75,7 @@ def test_bootstrap_parses_under_old_pythons(minor):
 INACTIVE_CASES = {
     "python -c": (["-c", "print('ok')"], "python -c"),
     "python -m pip": (["-m", "pip", "--version"], "python -m pip"),
-    "python -W -X -m json.tool": (["-W", "ignore", "-X", "utf8", "-m", "json.tool", "{data}"],
-                                  "python -m json.tool"),
+    "python -W -X -m json.tool": (["-W", "ignore", "-X", "utf8", "-m", "json.tool", "{data}"], "python -m json.tool"),
     "py_compile": (["-m", "py_compile", "{script}"], "python -m py_compile"),
     "compileall": (["-m", "compileall", "-q", "{scripts}"], "python -m compileall"),
     "plain script": (["-u", "{script}", "x"], "script {script}"),
@@ -133,12 +135,16 @@ def test_v2_executor_command_shapes_are_detected(minor, shape, base_env):
     """No kfp in these interpreters: the decision is made, then Python reports the missing module."""
     python = python_for(minor)
     done = support.run_python(python, V2_SHAPES[shape], base_env)
-    module = next(word.replace("-m", "", 1) if word.startswith("-mk") else word
-                  for word in V2_SHAPES[shape] if "executor_main" in word)
+    module = next(
+        word.replace("-m", "", 1) if word.startswith("-mk") else word
+        for word in V2_SHAPES[shape]
+        if "executor_main" in word
+    )
     lines = support.shim_lines(done.stderr)
     if minor == "3.7":
-        assert lines == ["wandb-kfp-shim: Python 3.7 is not supported (needs 3.8-3.13); "
-                         "W&B tracking is off for this component"]
+        assert lines == [
+            "wandb-kfp-shim: Python 3.7 is not supported (needs 3.8-3.13); W&B tracking is off for this component"
+        ]
     else:
         assert lines[0] == ACTIVE_V2 + module
     assert "No module named" in done.stderr
@@ -175,8 +181,9 @@ def test_kfp_v1_pod_program_is_detected_and_output_unchanged(minor, pod_name, ba
     if "python3 -m pip install" in pods.main_command(pods.load_pod(pod_name))[2]:
         assert lines.pop(0) == "wandb-kfp-shim: inactive: python -m pip"  # packages_to_install step
     if minor == "3.7":
-        assert lines == ["wandb-kfp-shim: Python 3.7 is not supported (needs 3.8-3.13); "
-                         "W&B tracking is off for this component"]
+        assert lines == [
+            "wandb-kfp-shim: Python 3.7 is not supported (needs 3.8-3.13); W&B tracking is off for this component"
+        ]
     else:
         assert lines[0].startswith(ACTIVE_V1), done.stderr
 
@@ -199,9 +206,11 @@ def test_child_of_active_component_stays_inactive(minor, base_env, tmp_path):
     child_log = tmp_path / "child.stderr"
 
     def spawn_child(program: str) -> str:
-        body = ("    import subprocess, sys\n"
-                f"    with open({str(child_log)!r}, 'w') as log:\n"
-                "        subprocess.call([sys.executable, '-m', 'kfp.dsl.executor_main'], stderr=log)\n")
+        body = (
+            "    import subprocess, sys\n"
+            f"    with open({str(child_log)!r}, 'w') as log:\n"
+            "        subprocess.call([sys.executable, '-m', 'kfp.dsl.executor_main'], stderr=log)\n"
+        )
         return program.replace("def add(a, b):\n", "def add(a, b):\n" + body, 1)
 
     done, outputs = run_v1_pod("v1-add", python, base_env, tmp_path, program_edit=spawn_child)
@@ -219,14 +228,15 @@ def test_older_pythons_print_one_line_and_run_unchanged(minor, base_env, tmp_pat
     if python is None:
         pytest.skip(f"CPython {minor} is not installed here")
     program = tmp_path / "prog"
-    program.write_text("import argparse\n_parser = argparse.ArgumentParser()\n_parser.add_argument('--a')\n"
-                       "_parsed_args = vars(_parser.parse_args())\n"
-                       "def f(a):\n    return a\n_outputs = f(**_parsed_args)\nprint(_outputs)\n")
+    program.write_text(
+        "import argparse\n_parser = argparse.ArgumentParser()\n_parser.add_argument('--a')\n"
+        "_parsed_args = vars(_parser.parse_args())\n"
+        "def f(a):\n    return a\n_outputs = f(**_parsed_args)\nprint(_outputs)\n"
+    )
     done = support.run_python(python, ["-u", str(program), "--a", "7"], base_env)
     assert (done.returncode, done.stdout) == (0, "7\n")
     assert support.shim_lines(done.stderr) == [
-        f"wandb-kfp-shim: Python {minor} is not supported (needs 3.8-3.13); "
-        "W&B tracking is off for this component"
+        f"wandb-kfp-shim: Python {minor} is not supported (needs 3.8-3.13); W&B tracking is off for this component"
     ]
     assert "Traceback" not in done.stderr
 

@@ -29,8 +29,7 @@ PROBE = "import sitecustomize, sys; print(getattr(sitecustomize, 'IMAGE_MARK', N
 @pytest.fixture(scope="module")
 def shims(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("chain")
-    return (support.install_shim(root / "a", with_payload=False),
-            support.install_shim(root / "b", with_payload=False))
+    return (support.install_shim(root / "a", with_payload=False), support.install_shim(root / "b", with_payload=False))
 
 
 def image_dir(tmp_path: Path, source: str) -> Path:

@@ -43,10 +43,13 @@ def test_install_without_payload_lays_out_bootstrap_and_package(tmp_path, monkey
 def test_installed_package_imports_as_wandb_kfp_shim(tmp_path):
     """The copy is a self-contained package (relative imports only) under its pod name."""
     shim = support.install_shim(tmp_path / "shim", with_payload=False)
-    probe = ("import sys; sys.path.append(sys.argv[1]); "
-             "from wandb_kfp_shim import contract, site; print(contract.SHIM_PACKAGE_NAME, site.vendored_dir())")
-    done = support.run_python(support.find_python("3.8") or "python3", ["-c", probe, str(shim / "lib")],
-                              support.shim_env(shim, debug=False))
+    probe = (
+        "import sys; sys.path.append(sys.argv[1]); "
+        "from wandb_kfp_shim import contract, site; print(contract.SHIM_PACKAGE_NAME, site.vendored_dir())"
+    )
+    done = support.run_python(
+        support.find_python("3.8") or "python3", ["-c", probe, str(shim / "lib")], support.shim_env(shim, debug=False)
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [contract.SHIM_PACKAGE_NAME, str(shim / contract.SITE_SUBDIR / "py3.8")]
 
@@ -84,8 +87,11 @@ def test_install_with_payload_keeps_hardlinks(tmp_path):
     assert result["hardlinks"] == manifest["linked_files"]
     assert result["wandb"] == {minor: entry["wandb"] for minor, entry in manifest["minors"].items()}
     # wandb's Go core is one file for all minors pinned to the same wandb
-    cores = {minor: (site / f"py{minor}" / "wandb" / "bin" / "wandb-core").stat()
-             for minor, version in result["wandb"].items() if version == "0.31.0"}
+    cores = {
+        minor: (site / f"py{minor}" / "wandb" / "bin" / "wandb-core").stat()
+        for minor, version in result["wandb"].items()
+        if version == "0.31.0"
+    }
     assert len({info.st_ino for info in cores.values()}) == 1
     assert all(info.st_mode & 0o111 for info in cores.values())  # still executable
 

@@ -70,8 +70,10 @@ def test_identical_files_are_stored_once():
     assert sum(inodes.values()) == manifest["bytes_after_dedupe"] < manifest["bytes_before_dedupe"]
     same = [site / f"py{minor}" / "wandb" / "__init__.py" for minor in ("3.10", "3.11", "3.12", "3.13")]
     assert len({path.stat().st_ino for path in same}) == 1
-    print(f"payload: {manifest['bytes_before_dedupe']} bytes before dedupe, "
-          f"{manifest['bytes_after_dedupe']} after", file=sys.stderr)
+    print(
+        f"payload: {manifest['bytes_before_dedupe']} bytes before dedupe, {manifest['bytes_after_dedupe']} after",
+        file=sys.stderr,
+    )
 
 
 def test_dedupe_links_same_content_and_mode_only(tmp_path):
@@ -87,8 +89,7 @@ def test_dedupe_links_same_content_and_mode_only(tmp_path):
     assert (second / "pkg" / "same.py").stat().st_ino == (first / "pkg" / "same.py").stat().st_ino
     assert (second / "pkg" / "other.py").stat().st_ino == (first / "pkg" / "same.py").stat().st_ino
     assert (second / "tool").stat().st_ino != (first / "tool").stat().st_ino  # modes differ
-    assert totals == {"bytes_before_dedupe": 44, "bytes_after_dedupe": 32, "linked_files": 2,
-                      "unique_files": 4}
+    assert totals == {"bytes_before_dedupe": 44, "bytes_after_dedupe": 32, "linked_files": 2, "unique_files": 4}
 
 
 def test_cross_build_without_the_target_python_resolves_the_same_set(monkeypatch):

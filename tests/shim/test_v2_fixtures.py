@@ -23,11 +23,7 @@ V2_FIXTURES = fixtures_of_kind(contract.KIND_V2_EXECUTOR)
 @pytest.mark.parametrize("name", V2_FIXTURES)
 def test_v2_component_outcome_unchanged_and_recorded(component, name):
     case = component(name)
-    baseline = case.run(shim=False)
-    recorded = case.run(shim=True)
-
-    assert baseline.returncode == 0, baseline.stderr
-    assert recorded.outcome() == baseline.outcome()
+    baseline, recorded = case.compared()
     assert list(baseline.wandb_dir.iterdir()) == []  # nothing records without the shim
 
     entry = case.entry
