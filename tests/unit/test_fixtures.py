@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures import generate, pods
-from tests.support.venvs import find_python
+from tests.support.venvs import ensure_venv, find_python
 from webhook.shim import contract
 
 INDEX = pods.load_index()
@@ -225,13 +225,10 @@ def _run_v1(name: str, python: Path, work: Path) -> dict[str, Any]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(spec["content"])
     env = _env_with_python3(python, work)
-    completed = subprocess.run(
-        _without_pip_prefix(argv), env=env, capture_output=True, text=True, check=False
-    )
+    completed = subprocess.run(_without_pip_prefix(argv), env=env, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
     return {
-        key: Path(spec["path"].replace("/tmp/", relocate)).read_text()
-        for key, spec in entry["output_files"].items()
+        key: Path(spec["path"].replace("/tmp/", relocate)).read_text() for key, spec in entry["output_files"].items()
     }
 
 
@@ -251,15 +248,7 @@ def test_v1_main_command_runs_and_writes_the_indexed_outputs(name: str, minor: s
     }
 
 
-# --- regenerating is deterministic -------------------------------------------------------------------
-KFP_VENVS_CACHED = all(
-    generate.cached_venv_python(*spec) is not None for spec in (generate.KFP_V1_VENV, generate.KFP_V2_VENV)
-)
-
-
-@pytest.mark.skipif(
-    not KFP_VENVS_CACHED, reason="kfp venvs not cached; run `make fixtures` once to build them"
-)
+# --- regenerating is deterministic (builds the cached kfp 1.8.22 and 2.17.3 venvs on first use) -----------
 def test_regenerating_gives_identical_bytes(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "tests.fixtures.generate", "--out", str(tmp_path)],
@@ -276,7 +265,9 @@ def test_regenerating_gives_identical_bytes(tmp_path: Path) -> None:
 
 
 # --- the v2 components really run through kfp.dsl.executor_main --------------------------------------
-KFP_V2_PYTHON = generate.cached_venv_python(*generate.KFP_V2_VENV)
+@pytest.fixture(scope="module")
+def kfp_v2_python() -> Path:
+    return ensure_venv(*generate.KFP_V2_VENV)
 
 
 def _relocated(executor_input: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -293,12 +284,8 @@ def _relocated(executor_input: dict[str, Any], work: Path) -> dict[str, Any]:
     return moved
 
 
-@pytest.mark.skipif(
-    KFP_V2_PYTHON is None, reason="kfp 2 venv not cached; run `make fixtures` once to build it"
-)
 @pytest.mark.parametrize("name", pods.fixtures_of_kind(contract.KIND_V2_EXECUTOR))
-def test_v2_component_runs_and_writes_the_indexed_outputs(name: str, tmp_path: Path) -> None:
-    assert KFP_V2_PYTHON is not None
+def test_v2_component_runs_and_writes_the_indexed_outputs(name: str, tmp_path: Path, kfp_v2_python: Path) -> None:
     entry = BY_NAME[name]
     pod = pods.load_pod(name)
     moved = _relocated(pods.executor_input(pod), tmp_path)
@@ -307,10 +294,8 @@ def test_v2_component_runs_and_writes_the_indexed_outputs(name: str, tmp_path: P
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(spec["content"])
     argv = [arg.replace(pods.EXECUTOR_INPUT_PLACEHOLDER, json.dumps(moved)) for arg in pods.main_command(pod)]
-    env = _env_with_python3(KFP_V2_PYTHON, tmp_path)
-    completed = subprocess.run(
-        _without_pip_prefix(argv), env=env, capture_output=True, text=True, check=False
-    )
+    env = _env_with_python3(kfp_v2_python, tmp_path)
+    completed = subprocess.run(_without_pip_prefix(argv), env=env, capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
     output = json.loads(Path(moved["outputs"]["outputFile"]).read_text())
     assert output.get("parameterValues", {}) == entry["outputs"]
