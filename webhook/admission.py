@@ -114,7 +114,8 @@ def parse_review(body: bytes | str) -> AdmissionReviewRequest | ReviewResult:
     return bad_request(f"invalid AdmissionReview: {details}")
 
 
-def _response(uid: str, evaluation: Evaluation | None, extra_warnings: list[str]) -> AdmissionReviewResponse:
+def response_for(uid: str, evaluation: Evaluation | None, extra_warnings: list[str]) -> AdmissionReviewResponse:
+    """The AdmissionReview answer: allowed, the patch when there is one, and every warning."""
     warnings = (evaluation.warnings if evaluation else []) + extra_warnings
     response = AdmissionResponse(uid=uid, allowed=True, warnings=warnings or None)
     if evaluation and evaluation.injection and evaluation.injection.operations:
@@ -140,7 +141,9 @@ def review(body: bytes | str, namespaces: NamespaceLookup, settings: cfg.Setting
         return parsed
     request = parsed.request
     if not _is_pod_create(request):
-        return ReviewResult(200, _response(request.uid, None, []).to_wire(), OUTCOME_SKIPPED, reason="not a pod CREATE")
+        return ReviewResult(
+            200, response_for(request.uid, None, []).to_wire(), OUTCOME_SKIPPED, reason="not a pod CREATE"
+        )
     pod: dict[str, Any] = request.object or {}
     namespace = request.namespace or str((pod.get("metadata") or {}).get("namespace") or "")
     try:
@@ -153,12 +156,12 @@ def review(body: bytes | str, namespaces: NamespaceLookup, settings: cfg.Setting
             type(problem).__name__,
         )
         warning = f"wandb-kfp-webhook: internal error ({type(problem).__name__}); pod admitted without W&B"
-        return ReviewResult(200, _response(request.uid, None, [warning]).to_wire(), OUTCOME_ERROR, reason=warning)
+        return ReviewResult(200, response_for(request.uid, None, [warning]).to_wire(), OUTCOME_ERROR, reason=warning)
     injected = evaluation.injection is not None
     kind = evaluation.facts.kind if evaluation.facts else ""
     return ReviewResult(
         200,
-        _response(request.uid, evaluation, []).to_wire(),
+        response_for(request.uid, evaluation, []).to_wire(),
         OUTCOME_INJECTED if injected else OUTCOME_SKIPPED,
         kind=kind,
         reason=evaluation.decision.reason,

@@ -101,9 +101,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         return EXIT_NOT_SELECTED
     mutated = jsonpatch.apply_patch(pod, injection.operations)
     if args.review:
-        from webhook.admission import _response
+        from webhook.admission import response_for
 
-        print(json.dumps(_response(uid, evaluation, []).to_wire(), indent=2))
+        print(json.dumps(response_for(uid, evaluation, []).to_wire(), indent=2))
     elif args.diff:
         before = yaml.safe_dump(pod, sort_keys=False).splitlines(keepends=True)
         after = yaml.safe_dump(mutated, sort_keys=False).splitlines(keepends=True)

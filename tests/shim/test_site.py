@@ -82,16 +82,20 @@ def test_image_own_wandb_wins(shim):
     assert support.shim_lines(stderr) == []
 
 
+#: What import_wandb leaves behind when it gives up: no wandb, no path entry, no module from the site.
+NOTHING_LOADED = {
+    "version": None,
+    "file": None,
+    "added_to_path": [],
+    "wandb_modules": [],
+    "other_new_modules_from_site": [],
+}
+
+
 def test_no_vendored_wandb_for_this_minor(tmp_path):
     shim = support.install_shim(tmp_path / "shim", with_payload=False)
     report, stderr = probe(bare_python("3.11"), shim)
-    assert report == {
-        "version": None,
-        "file": None,
-        "added_to_path": [],
-        "wandb_modules": [],
-        "other_new_modules_from_site": [],
-    }
+    assert report == NOTHING_LOADED
     assert support.shim_lines(stderr) == [
         "wandb-kfp-shim: no wandb in this image and none vendored for Python 3.11; W&B tracking is off"
     ]
@@ -105,13 +109,7 @@ def test_broken_vendored_wandb_is_undone(tmp_path):
     (site / "wandb_helper_dep.py").write_text("VALUE = 1\n")
     (site / "wandb" / "__init__.py").write_text("import wandb_helper_dep\nfrom . import missing_part\n")
     report, stderr = probe(bare_python("3.11"), shim)
-    assert report == {
-        "version": None,
-        "file": None,
-        "added_to_path": [],
-        "wandb_modules": [],
-        "other_new_modules_from_site": [],
-    }
+    assert report == NOTHING_LOADED
     assert support.shim_lines(stderr) == [
         "wandb-kfp-shim: the vendored wandb for Python 3.11 failed to import (builtins.ImportError); "
         "W&B tracking is off"
