@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
-from tests.support.venvs import cache_root, find_python
+from tests.support.venvs import cache_lock, cache_root, find_python
 from webhook.shim import contract, payload
 from webhook.shim.install import install
 
@@ -37,8 +37,10 @@ def payload_dir(minors=PAYLOAD_MINORS, platform: Optional[str] = None) -> Path:
     root = cache_root() / f"payload-{payload_key(minors, platform)}"
     if (root / contract.SITE_SUBDIR / "manifest.json").is_file():
         return root
-    print(f"[payload] building {root} (first run only; minutes)", file=sys.stderr)
-    payload.build_payload(root, minors=minors, platform=platform)
+    with cache_lock(root.name):
+        if not (root / contract.SITE_SUBDIR / "manifest.json").is_file():
+            print(f"[payload] building {root} (first run only; minutes)", file=sys.stderr)
+            payload.build_payload(root, minors=minors, platform=platform)
     return root
 
 

@@ -6,11 +6,14 @@ second run reuses it and two tiers asking for the same one share it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
@@ -21,6 +24,19 @@ def cache_root() -> Path:
     root = Path(os.environ.get("WKW_CACHE", Path.home() / ".cache" / "wandb-kfp-webhook"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextmanager
+def cache_lock(name: str) -> Iterator[None]:
+    """An exclusive lock on one cached artefact, so parallel test runs (or worktrees) never build it twice."""
+    locks = cache_root() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / f"{name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def find_python(minor: str) -> Path | None:
@@ -50,6 +66,14 @@ def ensure_venv(name: str, minor: str, requirements: list[str]) -> Path:
 
     Raises LookupError when that Python is not on the machine, so a caller can skip with the reason.
     """
+    built = venv_path(name, minor, requirements)
+    if built is not None:
+        return built
+    with cache_lock(_venv_dir(name, minor, requirements).name):
+        return _build_venv(name, minor, requirements)
+
+
+def _build_venv(name: str, minor: str, requirements: list[str]) -> Path:
     built = venv_path(name, minor, requirements)
     if built is not None:
         return built
