@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from webhook import config as cfg
+from webhook.logs import bounded
 from webhook.models import (
     AdmissionRequest,
     AdmissionResponse,
@@ -24,6 +25,7 @@ from webhook.models import (
 )
 from webhook.patch import Injection, build
 from webhook.podfacts import PodFacts, read_facts
+from webhook.podshape import pod_shape_problem
 from webhook.selection import Decision, decide
 
 log = logging.getLogger(__name__)
@@ -145,15 +147,20 @@ def review(body: bytes | str, namespaces: NamespaceLookup, settings: cfg.Setting
             200, response_for(request.uid, None, []).to_wire(), OUTCOME_SKIPPED, reason="not a pod CREATE"
         )
     pod: dict[str, Any] = request.object or {}
-    namespace = request.namespace or str((pod.get("metadata") or {}).get("namespace") or "")
+    shape_problem = pod_shape_problem(pod)
+    if shape_problem is not None:
+        return bad_request(f"request.object is not a Pod: {shape_problem}")
+    namespace = request.namespace or str(pod["metadata"].get("namespace") or "")
     try:
         evaluation = evaluate(pod, namespace, namespaces.get(namespace), settings, request.uid)
     except Exception as problem:  # noqa: BLE001 - a webhook must admit the pod whatever went wrong
         log.error(
-            "internal error, pod admitted unchanged: uid=%s namespace=%s error=%s",
-            request.uid,
-            namespace,
-            type(problem).__name__,
+            "internal error, pod admitted unchanged",
+            extra={
+                "uid": bounded(request.uid, 64),
+                "namespace": bounded(namespace, 63),
+                "error": type(problem).__name__,
+            },
         )
         warning = f"wandb-kfp-webhook: internal error ({type(problem).__name__}); pod admitted without W&B"
         return ReviewResult(200, response_for(request.uid, None, [warning]).to_wire(), OUTCOME_ERROR, reason=warning)

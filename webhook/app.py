@@ -9,10 +9,9 @@ through Flask. Whatever /mutate answers comes from `admission.review`.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response
@@ -21,12 +20,11 @@ from pydantic_core import to_json
 from webhook import metrics
 from webhook.admission import OUTCOME_INJECTED, NamespaceLookup, review
 from webhook.config import Settings, load_settings
+from webhook.logs import bounded
 from webhook.namespaces import namespace_source
 
 log = logging.getLogger("webhook.access")
 
-#: Env var naming the settings file, so every server worker loads the same settings as the CLI.
-CONFIG_FILE_ENV = "WANDB_KFP_WEBHOOK_CONFIG_FILE"
 #: An AdmissionReview holds one object (etcd caps objects near 1.5 MiB) plus envelope; refuse far larger.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MUTATE_PATH = "/mutate"
@@ -52,25 +50,30 @@ class AdmissionEndpoint:
         if environ.get("REQUEST_METHOD") != "POST":
             return self._answer(start_response, 405, {"error": "use POST with an AdmissionReview"})
         started = time.perf_counter()
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_BODY_BYTES:
-            return self._answer(start_response, 413, {"error": f"request body over {MAX_BODY_BYTES} bytes"})
-        stream = environ["wsgi.input"]
-        body = stream.read(length) if length else stream.read()
+        too_large = {"error": f"request body over {MAX_BODY_BYTES} bytes"}
+        length_header = str(environ.get("CONTENT_LENGTH") or "")
+        length = int(length_header) if length_header.isdigit() else None
+        if length is not None and length > MAX_BODY_BYTES:
+            return self._answer(start_response, 413, too_large)
+        # Without a length (chunked), read at most one byte past the cap: a body is never read whole first.
+        body = environ["wsgi.input"].read(length if length is not None else MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            return self._answer(start_response, 413, too_large)
         result = review(body, self._source, self._settings)
         metrics.record(result.outcome, result.kind, time.perf_counter() - started)
         # Per-pod lines are DEBUG: at INFO every pod creation would contend on the log lock. The metrics
         # count every outcome; internal errors are logged at ERROR by admission.review itself.
         if result.outcome == OUTCOME_INJECTED:
-            log.debug("injected uid=%s kind=%s reason=%s", result.body["response"]["uid"], result.kind, result.reason)
+            uid = bounded(result.body["response"]["uid"], 64)
+            log.debug("injected", extra={"uid": uid, "kind": result.kind, "reason": result.reason})
         elif result.status != 200:
-            log.info("rejected malformed review: %s", result.reason)
+            log.info("rejected a malformed review", extra={"reason": bounded(result.reason)})
         return self._answer(start_response, result.status, result.body)
 
     @staticmethod
     def _answer(start_response: Callable[..., Any], status: int, body: object) -> list[bytes]:
         payload = to_json(body)
-        reason = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed", 413: "Content Too Large"}[status]
+        reason = HTTPStatus(status).phrase
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
         if status == 405:
             headers.append(("Allow", "POST"))
@@ -79,10 +82,9 @@ class AdmissionEndpoint:
 
 
 def create_app(settings: Settings | None = None, namespaces: NamespaceLookup | None = None) -> Flask:
-    """Build the app; with no arguments it loads settings from env/file and starts the namespace watch."""
+    """Build the app; with no settings it loads them from WANDB_KFP_WEBHOOK_* env and starts the namespace watch."""
     if settings is None:
-        config_file = os.environ.get(CONFIG_FILE_ENV)
-        settings = load_settings(Path(config_file) if config_file else None)
+        settings = load_settings()
     source = namespaces if namespaces is not None else namespace_source(settings.watch_namespaces)
     app = Flask("wandb-kfp-webhook")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -61,15 +61,32 @@ def _pod_and_namespace(document: dict[str, Any], namespace: str | None) -> tuple
     """The Pod, its namespace and a request uid, from a Pod or an AdmissionReview."""
     if document.get("kind") == "AdmissionReview":
         request = document.get("request") or {}
+        if not isinstance(request, dict):
+            raise InputError("the AdmissionReview has no request object")
         pod = request.get("object")
         if not isinstance(pod, dict) or pod.get("kind", "Pod") != "Pod":
             raise InputError("the AdmissionReview does not hold a Pod in request.object")
-        ns = namespace or request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or "default"
+        ns = namespace or request.get("namespace") or _namespace_of(pod) or "default"
         return pod, str(ns), str(request.get("uid") or "preview")
     if document.get("kind") != "Pod":
         raise InputError(f"expected kind Pod or AdmissionReview, got {document.get('kind')!r}")
-    ns = namespace or (document.get("metadata") or {}).get("namespace") or "default"
+    ns = namespace or _namespace_of(document) or "default"
     return document, str(ns), "preview"
+
+
+def _namespace_of(pod: dict[str, Any]) -> Any:
+    metadata = pod.get("metadata")
+    return metadata.get("namespace") if isinstance(metadata, dict) else None
+
+
+def _checked_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod, when it is shaped as the apiserver would send it; else one line saying where it is not."""
+    from webhook.podshape import pod_shape_problem
+
+    problem = pod_shape_problem(pod)
+    if problem is not None:
+        raise InputError(f"not a valid Pod: {problem}")
+    return pod
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -79,19 +96,22 @@ def cmd_preview(args: argparse.Namespace) -> int:
     settings = cfg.load_settings(args.config)
     document = _read_document(args.file)
     pod, namespace, uid = _pod_and_namespace(document, args.namespace)
+    assumed = not args.no_namespace_labels and not args.namespace_label
     if args.no_namespace_labels:
         ns_labels: dict[str, str] = {}
     elif args.namespace_label:
         ns_labels = _key_values(args.namespace_label, "--namespace-label")
     else:
         ns_labels = {cfg.INJECT_LABEL: cfg.NAMESPACE_INJECT_VALUE}
+    info = cfg.NamespaceInfo(
+        labels=ns_labels, annotations=_key_values(args.namespace_annotation, "--namespace-annotation")
+    )
+    pod = _checked_pod(pod)
+    if assumed:
         print(
             f"preview: assuming namespace {namespace} is labelled {cfg.INJECT_LABEL}={cfg.NAMESPACE_INJECT_VALUE}",
             file=sys.stderr,
         )
-    info = cfg.NamespaceInfo(
-        labels=ns_labels, annotations=_key_values(args.namespace_annotation, "--namespace-annotation")
-    )
     evaluation = evaluate(pod, namespace, info, settings, uid)
     for warning in evaluation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -117,25 +137,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_MUTATED
 
 
-def _export_settings(args: argparse.Namespace) -> None:
-    """Flags become WANDB_KFP_WEBHOOK_* env so every server worker loads identical settings."""
-    flags = {
-        "host": args.host,
-        "port": args.port,
-        "tls_cert": args.tls_cert,
-        "tls_key": args.tls_key,
-        "workers": args.workers,
-        "threads": args.threads,
-    }
-    for name, value in flags.items():
-        if value is not None:
-            os.environ[f"WANDB_KFP_WEBHOOK_{name.upper()}"] = str(value)
-    if args.config is not None:
-        os.environ["WANDB_KFP_WEBHOOK_CONFIG_FILE"] = str(args.config.resolve())
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
+    import functools
+
     from webhook import certs, namespaces, serving
+    from webhook.app import create_app
 
     if args.dev:
         args.host = args.host or "127.0.0.1"
@@ -146,15 +152,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 f"{'wrote' if written.regenerated else 'reusing'} dev certificates in {DEV_CERTS_DIR}/",
                 flush=True,
             )
-    _export_settings(args)
-    settings = cfg.load_settings(args.config)
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "workers": args.workers,
+    }
+    settings = cfg.load_settings(args.config, **{name: value for name, value in flags.items() if value is not None})
     if settings.watch_namespaces and namespaces.connect() is None:
         logging.getLogger("webhook.namespaces").warning(namespaces.NO_CLUSTER_MESSAGE)
-        os.environ["WANDB_KFP_WEBHOOK_WATCH_NAMESPACES"] = "false"
+        settings = settings.model_copy(update={"watch_namespaces": False})
     if settings.tls_cert is None or settings.tls_key is None:
         raise InputError("serve needs --tls-cert and --tls-key (or --dev to generate localhost certificates)")
     metrics_dir = Path(tempfile.mkdtemp(prefix="wandb-kfp-webhook-metrics-"))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # read by prometheus_client in every worker
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     ca_hint = f"--cacert {DEV_CERTS_DIR / 'ca.crt'} " if args.dev else ""
     print(
@@ -164,14 +176,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
+        # Each worker builds its app from this settings object after the fork (its own namespace watch).
         serving.serve(
-            "webhook.app:create_app",
+            functools.partial(create_app, settings),
             host=settings.host,
             port=settings.port,
             cert_file=str(settings.tls_cert),
             key_file=str(settings.tls_key),
             workers=settings.workers,
-            threads=settings.threads,
+            request_timeout_s=settings.request_timeout_seconds,
+            max_connections=settings.max_connections,
+            log_level=logging.getLevelName(logging.getLogger().level).lower(),
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -200,7 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--workers", type=int)
-    serve.add_argument("--threads", type=int)
     serve.add_argument(
         "--dev",
         action="store_true",
@@ -257,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(certsync.main(argv[2:]))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from webhook import logs
+
+    logs.configure(args.log_level)
     try:
         return int(args.handler(args))
     except InputError as problem:

@@ -36,6 +36,10 @@ PIPELINES_ANNOTATION = "wandb.ai/pipelines"
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 
+#: A Kubernetes resource quantity (k8s.io/apimachinery/pkg/api/resource), as the apiserver parses it.
+QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$")
+
+
 class ContainerResources(BaseModel):
     """Small explicit resources for the init container that copies the shim."""
 
@@ -43,6 +47,13 @@ class ContainerResources(BaseModel):
     cpu_limit: str = "1"
     memory_request: str = "32Mi"
     memory_limit: str = "256Mi"
+
+    @field_validator("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError("must be a Kubernetes quantity such as 50m or 256Mi")
+        return value
 
 
 class Settings(BaseSettings):
@@ -66,7 +77,7 @@ class Settings(BaseSettings):
     shim_enabled: bool = True
     # How the shim is delivered.
     shim_image: str = "ghcr.io/wandb/wandb-kfp-webhook:0.1.0"
-    shim_image_pull_policy: str = "IfNotPresent"
+    shim_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     shim_size_limit: str = "512Mi"  # the full payload lays out to about 290 MB
     shim_resources: ContainerResources = Field(default_factory=ContainerResources)
     #: initContainer copies the shim into an emptyDir (works everywhere); imageVolume mounts the image
@@ -77,6 +88,11 @@ class Settings(BaseSettings):
     #: Claim name of a PVC mounted at offline_dir for offline runs (otherwise they stay in the pod).
     offline_pvc: str | None = None
     offline_dir: str = "/wandb-offline"
+    #: `wandb.ai/*` annotations (names without the prefix, e.g. base-url, api-key-secret) that neither
+    #: namespaces nor pods may set: the server settings always apply.
+    locked_annotations: CommaList = Field(default_factory=list)
+    #: The same for pods only: a namespace may set these, its pods may not.
+    pod_locked_annotations: CommaList = Field(default_factory=list)
     # Who is never touched.
     excluded_namespaces: CommaList = Field(default_factory=lambda: list(SYSTEM_NAMESPACES))
     own_namespace: str | None = None
@@ -86,15 +102,65 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     workers: int = Field(default=2, ge=1)
-    threads: int = Field(default=4, ge=1)
+    #: A request must arrive whole (headers and body) within this many seconds of its first byte.
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    #: Open connections per worker; past it the oldest one that has not completed a request is dropped.
+    max_connections: int = Field(default=1000, ge=16)
     watch_namespaces: bool = True
 
-    @field_validator("tags", "pipelines", "excluded_namespaces", mode="before")
+    @field_validator(
+        "tags", "pipelines", "excluded_namespaces", "locked_annotations", "pod_locked_annotations", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("locked_annotations", "pod_locked_annotations")
+    @classmethod
+    def _known_annotations(cls, value: list[str]) -> list[str]:
+        known = {name.removeprefix(ANNOTATION_PREFIX) for name in OVERRIDE_ANNOTATIONS}
+        unknown = [name for name in value if name.removeprefix(ANNOTATION_PREFIX) not in known]
+        if unknown:
+            raise ValueError(f"unknown annotation(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return [name.removeprefix(ANNOTATION_PREFIX) for name in value]
+
+    @field_validator("api_key_secret_name")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        problem = secret_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("api_key_secret_key")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        problem = secret_key_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("offline_pvc")
+    @classmethod
+    def _claim_name(cls, value: str | None) -> str | None:
+        if value is not None and secret_name_problem(value):
+            raise ValueError("a PersistentVolumeClaim name must be a DNS-1123 subdomain")
+        return value
+
+    @field_validator("shim_size_limit")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError("must be a Kubernetes quantity such as 512Mi")
+        return value
+
+    def locked_annotation_names(self) -> frozenset[str]:
+        return frozenset(ANNOTATION_PREFIX + name for name in self.locked_annotations)
+
+    def pod_locked_annotation_names(self) -> frozenset[str]:
+        return frozenset(ANNOTATION_PREFIX + name for name in self.pod_locked_annotations)
 
     @classmethod
     def settings_customise_sources(
@@ -140,41 +206,66 @@ class InjectionConfig:
 
 _NAME = re.compile(r"^[^/\\#?%:\s][^/\\#?%:]{0,127}$")
 _TAG = re.compile(r"^[^,]{1,64}$")
-_SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+# Exactly what the apiserver checks (k8s.io/apimachinery validation): a Secret's name is a DNS-1123
+# subdomain, a key inside it passes IsConfigMapKey. A looser check would let a pod annotation make every
+# pod of a namespace invalid.
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = re.compile(rf"^{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*$")
+_CONFIG_MAP_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _URL = re.compile(r"^https?://[^\s/?#]+(:\d+)?(/[^\s]*)?$")
 _SWITCH = {"enabled": True, "true": True, "on": True, "disabled": False, "false": False, "off": False}
 
 
+class AnnotationError(ValueError):
+    """An annotation value that cannot be used; its message never quotes the value."""
+
+
+def secret_name_problem(name: str) -> str | None:
+    """Why the apiserver would refuse `name` as a Secret name, or None."""
+    if not name or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        return "a Secret name must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253)"
+    return None
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why the apiserver would refuse `key` as a key of a Secret (IsConfigMapKey), or None."""
+    if not key or len(key) > 253 or not _CONFIG_MAP_KEY.match(key):
+        return "a Secret key must be 1-253 letters, digits, '-', '_' or '.'"
+    if key in (".", "..") or key.startswith(".."):
+        return "a Secret key must not be '.' or '..' or start with '..'"
+    return None
+
+
 def _parse_name(value: str) -> dict[str, Any]:
     if not _NAME.match(value):
-        raise ValueError("must be 1-128 characters without / \\ # ? % :")
+        raise AnnotationError("must be 1-128 characters without / \\ # ? % :")
     return {"value": value}
 
 
 def _parse_tags(value: str) -> dict[str, Any]:
     tags = tuple(part.strip() for part in value.split(",") if part.strip())
     if not tags or not all(_TAG.match(tag) for tag in tags):
-        raise ValueError("must be a comma-separated list of tags of 1-64 characters")
+        raise AnnotationError("must be a comma-separated list of tags of 1-64 characters")
     return {"value": tags}
 
 
 def _parse_secret(value: str) -> dict[str, Any]:
-    name, _, key = value.partition("/")
-    if not _SECRET_NAME.match(name) or (key and not _SECRET_KEY.match(key)):
-        raise ValueError("must be a Secret name, optionally followed by /<key>")
+    name, separator, key = value.partition("/")
+    problem = secret_name_problem(name) or (secret_key_problem(key) if separator else None)
+    if problem:
+        raise AnnotationError(f"must be a Secret name, optionally followed by /<key>: {problem}")
     return {"name": name, "key": key or None}
 
 
 def _parse_url(value: str) -> dict[str, Any]:
     if not _URL.match(value):
-        raise ValueError("must be an http(s) URL")
+        raise AnnotationError("must be an http(s) URL")
     return {"value": value.rstrip("/")}
 
 
 def _parse_timeout(value: str) -> dict[str, Any]:
-    if not value.isdigit() or not 1 <= int(value) <= 600:
-        raise ValueError("must be a whole number of seconds from 1 to 600")
+    if not re.fullmatch(r"[0-9]{1,3}", value) or not 1 <= int(value) <= 600:
+        raise AnnotationError("must be a whole number of seconds from 1 to 600")
     return {"value": int(value)}
 
 
@@ -183,13 +274,13 @@ _PATHS = re.compile(r"^/[^:\s]*(:/[^:\s]*)*$")
 
 def _parse_paths(value: str) -> dict[str, Any]:
     if not _PATHS.match(value):
-        raise ValueError("must be absolute directories separated by ':'")
+        raise AnnotationError("must be absolute directories separated by ':'")
     return {"value": value}
 
 
 def _parse_switch(value: str) -> dict[str, Any]:
     if value.lower() not in _SWITCH:
-        raise ValueError("must be enabled or disabled")
+        raise AnnotationError("must be enabled or disabled")
     return {"value": _SWITCH[value.lower()]}
 
 
@@ -223,17 +314,28 @@ def base_config(settings: Settings) -> InjectionConfig:
     )
 
 
-def apply_annotations(config: InjectionConfig, found: Mapping[str, str], where: str) -> InjectionConfig:
-    """Layer the `wandb.ai/*` annotations of a namespace or pod over `config`; bad values become warnings."""
+def apply_annotations(
+    config: InjectionConfig, found: Mapping[str, str], where: str, locked: frozenset[str] = frozenset()
+) -> InjectionConfig:
+    """Layer the `wandb.ai/*` annotations of a namespace or pod over `config`; bad values become warnings.
+
+    `locked` holds annotation names the admin reserved for the server settings: they are ignored here.
+    """
     changes: dict[str, Any] = {}
     warnings = list(config.warnings)
     for name, (target, parse) in OVERRIDE_ANNOTATIONS.items():
         if name not in found:
             continue
+        if name in locked:
+            warnings.append(f"wandb-kfp-webhook: ignored annotation {name} on {where}: locked by the server settings")
+            continue
         try:
             parsed = parse(str(found[name]).strip())
-        except ValueError as problem:
+        except AnnotationError as problem:
             warnings.append(f"wandb-kfp-webhook: ignored annotation {name} on {where}: {problem}")
+            continue
+        except ValueError:
+            warnings.append(f"wandb-kfp-webhook: ignored annotation {name} on {where}: not a usable value")
             continue
         if target == "api_key_secret":
             changes["api_key_secret_name"] = parsed["name"]
@@ -249,9 +351,10 @@ def resolve(
     pod_annotations: Mapping[str, str],
     namespace: str,
 ) -> InjectionConfig:
-    """Defaults and settings, then the namespace's annotations, then the pod's."""
-    config = apply_annotations(base_config(settings), namespace_annotations, f"namespace {namespace}")
-    return apply_annotations(config, pod_annotations, "the pod")
+    """Defaults and settings, then the namespace's annotations, then the pod's (minus what is locked)."""
+    locked = settings.locked_annotation_names()
+    config = apply_annotations(base_config(settings), namespace_annotations, f"namespace {namespace}", locked)
+    return apply_annotations(config, pod_annotations, "the pod", locked | settings.pod_locked_annotation_names())
 
 
 PIPELINE_PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]{1,253}$")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook import config as cfg
-from webhook.podfacts import KFP_COMPONENT_SPEC_ANNOTATION, PodFacts
+from webhook.podfacts import KFP_COMPONENT_SPEC_ANNOTATION, PodFacts, user_env_from
 from webhook.shim import contract
 
 Operation = dict[str, Any]
@@ -74,6 +74,7 @@ def wanted_env(
     namespace: str,
     run_id: str,
     with_shim: bool,
+    offline_dir: bool = True,
 ) -> list[dict[str, Any]]:
     """Every variable the main container should have, in the order they are added."""
     env: list[dict[str, Any]] = [
@@ -102,7 +103,7 @@ def wanted_env(
     if config.kubeflow_url:
         env.append(_value(contract.WANDB_KUBEFLOW_URL, config.kubeflow_url))
     env.append(_value(contract.WANDB_RUN_ID, run_id))
-    if settings.offline_pvc:
+    if settings.offline_pvc and offline_dir:
         env.append(_value(contract.WANDB_DIR, settings.offline_dir))
     env += [
         _value(contract.POD_KIND, facts.kind),
@@ -187,6 +188,44 @@ def _append_all(ops: list[Operation], path: str, existing: list[Any] | None, ite
         ops.extend({"op": "add", "path": f"{path}/-", "value": item} for item in items)
 
 
+def _names(items: Any) -> set[str]:
+    return {str(item.get("name")) for item in items or [] if isinstance(item, dict)}
+
+
+def shim_collision(pod: dict[str, Any], main: dict[str, Any], settings: cfg.Settings) -> str | None:
+    """Why the shim cannot be added without making the pod invalid (a name or mount path in use), or None."""
+    spec = pod["spec"]
+    if settings.shim_delivery == "initContainer" and contract.INIT_CONTAINER_NAME in _names(
+        spec.get("containers")
+    ) | _names(spec.get("initContainers")):
+        return f"a container is already named {contract.INIT_CONTAINER_NAME}"
+    mount_paths = {str(m.get("mountPath", "")).rstrip("/") for m in main.get("volumeMounts") or []}
+    if contract.SHIM_MOUNT_PATH in mount_paths:
+        return f"container main already mounts something at {contract.SHIM_MOUNT_PATH}"
+    return None
+
+
+def offline_collision(pod: dict[str, Any], main: dict[str, Any], settings: cfg.Settings) -> str | None:
+    """Why the offline-runs volume cannot be added (its volume name or mount path in use), or None."""
+    if contract.OFFLINE_VOLUME_NAME in _names(pod["spec"].get("volumes")):
+        return f"a volume is already named {contract.OFFLINE_VOLUME_NAME}"
+    mount_paths = {str(m.get("mountPath", "")).rstrip("/") for m in main.get("volumeMounts") or []}
+    if settings.offline_dir.rstrip("/") in mount_paths:
+        return f"container main already mounts something at {settings.offline_dir}"
+    return None
+
+
+def _as_defaults(env: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The standard WANDB_* variables renamed WANDB_KFP_DEFAULT_*: the shim sets each one only where the
+    process environment (which includes the container's envFrom) lacks it."""
+    renamed = []
+    for var in env:
+        if var["name"] in contract.STANDARD_WANDB_VARIABLES:
+            var = {**var, "name": contract.DEFAULT_PREFIX + var["name"]}
+        renamed.append(var)
+    return renamed
+
+
 def build(
     pod: dict[str, Any],
     facts: PodFacts,
@@ -204,6 +243,7 @@ def build(
     warnings = list(config.warnings)
     existing_env: list[dict[str, Any]] | None = _shaped(main.get("env"), list, "main env")
     present = {str(var.get("name")): position for position, var in enumerate(existing_env or [])}
+    has_env_from = bool(user_env_from(main))
 
     with_shim = facts.kind in contract.SHIM_KINDS and config.shim_enabled
     pythonpath_at = present.get("PYTHONPATH")
@@ -212,19 +252,44 @@ def build(
         warnings.append(
             "wandb-kfp-webhook: container main sets PYTHONPATH with valueFrom; W&B env injected without the shim"
         )
+    collision = shim_collision(pod, main, settings) if with_shim else None
+    if collision is not None:
+        with_shim = False
+        warnings.append(f"wandb-kfp-webhook: {collision}; W&B env injected without the shim")
 
     run_id = run_id_for(pod, namespace, request_uid)
     if contract.WANDB_RUN_ID in present:
         run_id = str((existing_env or [])[present[contract.WANDB_RUN_ID]].get("value") or "")
+    offline_problem = offline_collision(pod, main, settings) if settings.offline_pvc else None
+    if offline_problem is not None:
+        warnings.append(f"wandb-kfp-webhook: {offline_problem}; offline runs stay in the pod")
     ops: list[Operation] = []
     env = [
-        var for var in wanted_env(facts, config, settings, namespace, run_id, with_shim) if var["name"] not in present
+        var
+        for var in wanted_env(facts, config, settings, namespace, run_id, with_shim, offline_problem is None)
+        if var["name"] not in present
     ]
+    if has_env_from:
+        # envFrom is not visible at admission, and `env` would override what it sets (a self-hosted
+        # WANDB_BASE_URL, a key): with the shim the values become defaults it applies only where missing;
+        # without the shim nothing could apply them, so they are left out.
+        if with_shim:
+            env = _as_defaults(env)
+        else:
+            left_out = [var["name"] for var in env if var["name"] in contract.STANDARD_WANDB_VARIABLES]
+            env = [var for var in env if var["name"] not in contract.STANDARD_WANDB_VARIABLES]
+            if left_out:
+                warnings.append(
+                    "wandb-kfp-webhook: container main uses envFrom, which may set them; not injected: "
+                    + ", ".join(left_out)
+                )
     if with_shim:
         bootstrap = shim_bootstrap_dir(settings)
         if pythonpath_at is None:
             image_path = f":{config.image_pythonpath}" if config.image_pythonpath else ""
-            env.append(_value("PYTHONPATH", bootstrap + image_path))
+            # $(PYTHONPATH) is expanded by the kubelet from envFrom, which this webhook cannot see.
+            from_env = ":$(PYTHONPATH)" if has_env_from else ""
+            env.append(_value("PYTHONPATH", bootstrap + from_env + image_path))
         else:
             current = str((existing_env or [])[pythonpath_at].get("value") or "")
             joined = f"{bootstrap}:{current}" if current else bootstrap
@@ -239,7 +304,7 @@ def build(
         if settings.shim_delivery == "initContainer":
             init_containers = _shaped(spec.get("initContainers"), list, "initContainers")
             _append_all(ops, "/spec/initContainers", init_containers, [init_container(settings)])
-    if settings.offline_pvc:
+    if settings.offline_pvc and offline_problem is None:
         volumes.append(
             {
                 "name": contract.OFFLINE_VOLUME_NAME,

@@ -20,6 +20,8 @@ KFP_V2_LABEL = "pipelines.kubeflow.org/v2_component"
 KFP_CACHE_HIT_LABEL = "pipelines.kubeflow.org/reused_from_cache"
 KFP_COMPONENT_SPEC_ANNOTATION = "pipelines.kubeflow.org/component_spec"
 MAIN_CONTAINER = "main"
+#: envFrom sources KFP itself adds to every v2 executor (they hold METADATA_GRPC_SERVICE_HOST/PORT only).
+KFP_SYSTEM_ENV_FROM = frozenset({"metadata-grpc-configmap"})
 
 _V1_CALL = re.compile(r"_outputs = ([A-Za-z_][A-Za-z0-9_]*)\(\*\*_parsed_args\)")
 _V2_EXECUTOR_MODULES = ("kfp.dsl.executor_main", "kfp.components.executor_main")
@@ -53,6 +55,17 @@ def main_container_index(pod: dict[str, Any]) -> int | None:
         if isinstance(container, dict) and container.get("name") == MAIN_CONTAINER:
             return index
     return None
+
+
+def user_env_from(container: dict[str, Any]) -> list[dict[str, Any]]:
+    """The container's envFrom sources that may set variables the webhook cannot see (KFP's own excluded)."""
+    sources = []
+    for source in container.get("envFrom") or []:
+        reference = source.get("configMapRef") or {}
+        if isinstance(reference, dict) and reference.get("name") in KFP_SYSTEM_ENV_FROM and len(source) == 1:
+            continue
+        sources.append(source)
+    return sources
 
 
 def unwrap_emissary(command: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Production HTTP(S) server: gunicorn (gthread workers) embedded, with certificates reloaded at handshake.
+"""Production HTTP(S) server: gunicorn embedded, running our asyncio worker (webhook.http_worker), with
+certificates reloaded at handshake.
 
 Gunicorn loads its certificate once per worker, so a rotated Secret would need a restart. Here the
 SSLContext is ours: a :class:`CertificateReloader` re-reads the certificate and key files (content hash,
@@ -27,7 +28,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from gunicorn.app.base import BaseApplication
 
+from webhook import logs
 from webhook.certs import pair_problem
+from webhook.http_worker import Limits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -38,8 +41,6 @@ DEFAULT_RELOAD_INTERVAL_S = 1.0
 DEFAULT_KEEPALIVE_S = 15
 DEFAULT_WORKER_TIMEOUT_S = 30
 DEFAULT_GRACEFUL_TIMEOUT_S = 15
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
-"""Method, path without query string, status, size, duration: never a header or a body."""
 
 
 class CertificateLoadError(RuntimeError):
@@ -243,11 +244,17 @@ def materialize_app(target: Callable[..., object], *, call: bool = False) -> WSG
 
 
 class _EmbeddedGunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
-    """Gunicorn driven from code: options come only from here (GUNICORN_CMD_ARGS is ignored)."""
+    """Gunicorn driven from code: options come only from here (GUNICORN_CMD_ARGS is ignored).
 
-    def __init__(self, load_app: Callable[[], WSGIApplication], options: dict[str, object]) -> None:
+    Workers are forked from the master with this object, so `http_limits` reaches them as an object.
+    """
+
+    def __init__(
+        self, load_app: Callable[[], WSGIApplication], options: dict[str, object], http_limits: Limits
+    ) -> None:
         self._load_app = load_app
         self._options = options
+        self.http_limits = http_limits
         super().__init__()
 
     def load_config(self) -> None:
@@ -280,7 +287,6 @@ def build_gunicorn_options(
     host: str,
     port: int,
     workers: int,
-    threads: int,
     keepalive_s: int,
     timeout_s: int,
     graceful_timeout_s: int,
@@ -292,15 +298,14 @@ def build_gunicorn_options(
     options: dict[str, object] = {
         "bind": [format_bind(host, port)],
         "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",
+        "worker_class": "webhook.http_worker.AsyncioWorker",
         "keepalive": keepalive_s,
         "timeout": timeout_s,
         "graceful_timeout": graceful_timeout_s,
         "loglevel": log_level,
         "errorlog": "-",
         "accesslog": "-" if access_log else None,
-        "access_log_format": ACCESS_LOG_FORMAT,
+        "logconfig_dict": logs.dict_config(log_level),
         "proc_name": "wandb-kfp-webhook",
         "worker_tmp_dir": _default_worker_tmp_dir(),
         "preload_app": False,
@@ -323,10 +328,11 @@ def serve(
     cert_file: str | None = None,
     key_file: str | None = None,
     workers: int = 2,
-    threads: int = 4,
     plain_http: bool = False,
     reload_interval_s: float = DEFAULT_RELOAD_INTERVAL_S,
     keepalive_s: int = DEFAULT_KEEPALIVE_S,
+    request_timeout_s: float = Limits.request_timeout_s,
+    max_connections: int = Limits.max_connections,
     timeout_s: int = DEFAULT_WORKER_TIMEOUT_S,
     graceful_timeout_s: int = DEFAULT_GRACEFUL_TIMEOUT_S,
     log_level: str = "info",
@@ -347,8 +353,7 @@ def serve(
     else:
         if not cert_file or not key_file:
             raise ValueError("TLS needs cert_file and key_file (or plain_http=True)")
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logs.configure(log_level)
         reloader = CertificateReloader(cert_file, key_file, reload_interval_s=reload_interval_s)
         log.info("serving certificate loaded: %s", describe_certificate(reloader.served_cert_pem))
     if isinstance(app_spec, str):
@@ -360,7 +365,6 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        threads=threads,
         keepalive_s=keepalive_s,
         timeout_s=timeout_s,
         graceful_timeout_s=graceful_timeout_s,
@@ -368,7 +372,8 @@ def serve(
         access_log=access_log,
         reloader=reloader,
     )
-    _EmbeddedGunicorn(lambda: materialize_app(target, call=call_target), options).run()
+    limits = Limits(request_timeout_s=request_timeout_s, keepalive_s=keepalive_s, max_connections=max_connections)
+    _EmbeddedGunicorn(lambda: materialize_app(target, call=call_target), options, limits).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -380,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cert-file")
     parser.add_argument("--key-file")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--request-timeout", type=float, default=Limits.request_timeout_s)
+    parser.add_argument("--max-connections", type=int, default=Limits.max_connections)
     parser.add_argument("--plain-http", action="store_true")
     parser.add_argument("--reload-interval", type=float, default=DEFAULT_RELOAD_INTERVAL_S)
     parser.add_argument("--keepalive", type=int, default=DEFAULT_KEEPALIVE_S)
@@ -394,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cert_file=args.cert_file,
         key_file=args.key_file,
         workers=args.workers,
-        threads=args.threads,
+        request_timeout_s=args.request_timeout,
+        max_connections=args.max_connections,
         plain_http=args.plain_http,
         reload_interval_s=args.reload_interval,
         keepalive_s=args.keepalive,

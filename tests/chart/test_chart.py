@@ -432,3 +432,35 @@ def test_config_checksum_rolls_pods_when_settings_change(helm: Path) -> None:
     after = template(helm, set_values=["wandb.project=changed"])
     changed = after.one("Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert before != changed
+
+
+def test_network_policy_is_off_by_default_and_admits_only_the_given_peers(rendered: dict[str, Rendered]) -> None:
+    assert not rendered["default"].of_kind("NetworkPolicy")
+    policy = rendered["locked"].one("NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == rendered["locked"].one("Deployment")["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"ipBlock": {"cidr": "10.0.0.0/24"}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+    ]
+
+
+def test_locked_annotations_reach_the_settings_and_win_over_annotations(rendered: dict[str, Rendered]) -> None:
+    from webhook import config as cfg
+
+    settings = Settings(**yaml.safe_load(rendered["locked"].one("ConfigMap")["data"]["config.yaml"]))
+    assert settings.locked_annotations == ["base-url", "api-key-secret"]
+    assert settings.request_timeout_seconds == 5 and settings.max_connections == 2000
+    resolved = cfg.resolve(
+        settings,
+        {"wandb.ai/base-url": "https://elsewhere.example.com", "wandb.ai/project": "team"},
+        {"wandb.ai/api-key-secret": "stolen/key", "wandb.ai/project": "mine"},
+        "team-ns",
+    )
+    assert resolved.base_url == "https://wandb.internal.example.com"
+    assert resolved.api_key_secret_name == "wandb-api-key"
+    assert resolved.project == "team"  # a namespace may set it, its pods may not
+    assert sum("locked by the server settings" in warning for warning in resolved.warnings) == 3

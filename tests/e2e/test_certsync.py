@@ -462,7 +462,7 @@ def served(install: Install, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     team = f"wkw-team-{uuid.uuid4().hex[:6]}"
     install.cluster.create_namespace(team, labels={"wandb.ai/inject": "enabled"})
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"workers": 1, "threads": 4, "watch_namespaces": True}))
+    config.write_text(yaml.safe_dump({"workers": 1, "watch_namespaces": True}))
     env = {key: value for key, value in os.environ.items() if not key.startswith(("KUBERNETES_", "WANDB_"))}
     env.update(KUBECONFIG=str(install.kubeconfig), WANDB_KFP_WEBHOOK_OWN_NAMESPACE=install.namespace)
     log_path = tmp_path / "server.log"

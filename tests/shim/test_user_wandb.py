@@ -1,5 +1,6 @@
-"""The component's own W&B calls land in the shim's run: wandb.log, wandb.run, a second wandb.init()
-(returns the shim's run, merges config, finishes nothing), `with wandb.init()`, wandb.finish().
+"""The component's own W&B calls land in the shim's run: wandb.log, wandb.run, wandb.init() with nothing
+the shared run cannot be (returns the shim's run, merges config, finishes nothing), `with wandb.init()`,
+wandb.finish(); a wandb.init(project=<another>) gets a run of its own, as without the webhook.
 
 Real kfp.local (SubprocessRunner, no venv) pipelines in Python 3.11 with kfp 2.17.3 and wandb 0.31.0;
 each task is its own component process and so its own W&B run, read back from its .wandb file.
@@ -37,11 +38,11 @@ PIPELINE = textwrap.dedent(
 
         wandb.log({"loss": 0.5})
         wandb.run.summary["seen_rows"] = rows
+        with wandb.init(config={"optimizer": "sgd"}) as shared:
+            shared.log({"loss": 0.25})
         second = wandb.init(project="someone-elses", config={"batch_size": 32}, reinit="finish_previous")
         assert second is wandb.run
-        second.log({"loss": 0.25})
-        with wandb.init(config={"optimizer": "sgd"}) as third:
-            third.log({"loss": 0.125})
+        second.log({"loss": 0.125})
         second.finish()
         wandb.finish()
         with open(data.path, "w") as handle:
@@ -108,15 +109,19 @@ def test_user_wandb_calls_land_in_the_shim_run(kfp2_python, shim_dir, tmp_path):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "RESULT 18" in completed.stdout
 
-    runs = {run.job_type: run for run in map(read_run, find_run_files(tmp_path / "wandb"))}
+    all_runs = list(map(read_run, find_run_files(tmp_path / "wandb")))
+    own = [run for run in all_runs if run.project == "someone-elses"]
+    runs = {run.job_type: run for run in all_runs if run.project != "someone-elses"}
     assert set(runs) == {"produce", "consume"}
 
     produce = runs["produce"]
     assert produce.exit_code == 0
     assert produce.group == "local-run-1"
-    assert produce.project != "someone-elses"  # the shim's run, not a new one
-    assert [step["loss"] for step in produce.history if "loss" in step] == [0.5, 0.25, 0.125]
-    assert produce.config["batch_size"] == 32 and produce.config["optimizer"] == "sgd"
+    assert [step["loss"] for step in produce.history if "loss" in step] == [0.5, 0.25]
+    assert produce.config["optimizer"] == "sgd" and "batch_size" not in produce.config
+    assert len(own) == 1, "wandb.init(project=another) is a run of the component's own"
+    assert [step["loss"] for step in own[0].history if "loss" in step] == [0.125]
+    assert own[0].config["batch_size"] == 32 and own[0].exit_code == 0
     assert produce.config["rows"] == 3
     assert produce.summary["seen_rows"] == 3
     assert produce.summary["produce.Output"] == 6  # recorded after the user's finish() calls

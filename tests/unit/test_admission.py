@@ -110,15 +110,47 @@ def test_bad_annotation_becomes_a_warning_not_a_failure(client):
     assert any("wandb.ai/project" in warning for warning in response["warnings"])
 
 
-def test_internal_error_admits_the_pod_with_a_warning(client):
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda pod: pod["spec"].update(containers=[{"name": "main", "command": 7}]), "spec.containers[0].command"),
+        (lambda pod: pod.update(metadata="x"), "metadata must be an object"),
+        (lambda pod: pod["metadata"].update(labels={"a": 1}), "metadata.labels"),
+        (lambda pod: pod["spec"]["containers"][0].update(env={"A": "1"}), "spec.containers[0].env"),
+        (lambda pod: pod["spec"].update(volumes=[7]), "spec.volumes[0]"),
+        (lambda pod: pod.pop("spec"), "spec must be an object, not missing"),
+    ],
+)
+def test_a_pod_of_the_wrong_shape_is_a_400_naming_the_field(client, change, field):
     pod = shim_pod()
-    pod["spec"]["containers"] = [{"name": "main", "command": 7}]  # a shape the apiserver would never send
     pod["metadata"]["labels"]["wandb.ai/inject"] = "true"
-    response = client.post("/mutate", json=review_of(pod)).get_json()["response"]
+    change(pod)
+    review = review_of(pod)
+    review["request"]["namespace"] = None
+    answer = client.post("/mutate", json=review)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"].startswith("request.object is not a Pod: ")
+    assert field in answer.get_json()["error"]
+
+
+def test_internal_error_admits_the_pod_with_a_warning_and_logs_no_message(client, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret-looking detail")
+
+    monkeypatch.setattr(admission, "evaluate", broken)
+    before = client.get("/metrics").get_data(as_text=True)
+    response = client.post("/mutate", json=review_of(shim_pod(), uid="u\nforged line")).get_json()["response"]
     assert response["allowed"] is True and "patch" not in response
-    assert "internal error" in response["warnings"][0]
-    metrics = client.get("/metrics").get_data(as_text=True)
-    assert "wandb_kfp_webhook_internal_errors_total" in metrics
+    assert "internal error (RuntimeError)" in response["warnings"][0]
+    after = client.get("/metrics").get_data(as_text=True)
+    assert _counter(after, "wandb_kfp_webhook_internal_errors_total") == _counter(
+        before, "wandb_kfp_webhook_internal_errors_total"
+    ) + 1
+    assert "secret-looking detail" not in caplog.text
+
+
+def _counter(exposition, name):
+    return sum(float(line.split()[-1]) for line in exposition.splitlines() if line.startswith(name + " "))
 
 
 def test_health_readiness_and_metrics(client):
@@ -187,9 +219,13 @@ def test_mangled_pods_never_fail_and_patches_apply_and_settle(client, changes, w
     names = [entry["name"] for entry in fixture_pods.load_index()]
     pod = mutate_pod(changes, fixture_pods.load_pod(names[which % len(names)]))
     answer = client.post("/mutate", json=review_of(pod, namespace="kubeflow-user"))
-    assert answer.status_code == 200
+    assert answer.status_code in (200, 400)
+    if answer.status_code == 400:
+        assert answer.get_json()["error"].startswith("request.object is not a Pod: ")
+        return
     response = answer.get_json()["response"]
     assert response["allowed"] is True
+    assert not any("internal error" in warning for warning in response.get("warnings") or [])
     if "patch" in response:
         mutated = jsonpatch.apply_patch(copy.deepcopy(pod), decoded_patch(answer.get_json()))
         again = client.post("/mutate", json=review_of(mutated, uid="second")).get_json()["response"]

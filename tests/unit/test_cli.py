@@ -104,6 +104,12 @@ def test_preview_namespace_annotations_and_warnings():
         (["preview", "-"], "kind: Service\n", "expected kind Pod or AdmissionReview"),
         (["preview", "-", "--namespace-label", "novalue"], "kind: Pod\n", "KEY=VALUE"),
         (["certs", "generate", "--out", "/tmp/x"], None, "at least one --dns or --ip"),
+        (
+            ["preview", "-"],
+            "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: main\n    env: {A: '1'}\n",
+            "not a valid Pod: spec.containers[0].env must be a list, not an object",
+        ),
+        (["preview", "-"], "kind: Pod\nmetadata: x\nspec: {}\n", "not a valid Pod: metadata must be an object"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, stdin, message):

@@ -93,3 +93,58 @@ def test_pipeline_patterns_merge_settings_and_namespace():
     patterns, warnings = cfg.pipeline_patterns(settings, {"wandb.ai/pipelines": "eval-*, bad pattern!"}, "ns")
     assert patterns == ["train-*", "eval-*"]
     assert len(warnings) == 1 and "wandb.ai/pipelines" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["team-key/..", "team-key/.", "team-key/..hidden", "a..b", "a.-b", "-a", "a" * 254, "Team", "a/b/c", "a/"],
+)
+def test_secret_annotations_the_apiserver_would_refuse_are_ignored(value):
+    config = cfg.resolve(cfg.Settings(), {}, {"wandb.ai/api-key-secret": value}, "ns")
+    assert (config.api_key_secret_name, config.api_key_secret_key) == ("wandb-api-key", "api-key")
+    assert any("api-key-secret" in warning for warning in config.warnings)
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "key"), [("team.key/.k-1_x", "team.key", ".k-1_x"), ("a.b", "a.b", "api-key")]
+)
+def test_secret_annotations_the_apiserver_accepts_are_used(value, name, key):
+    config = cfg.resolve(cfg.Settings(), {}, {"wandb.ai/api-key-secret": value}, "ns")
+    assert (config.api_key_secret_name, config.api_key_secret_key) == (name, key)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "1e3", " 7x", "99999999999999999999"])
+def test_a_bad_value_is_never_echoed_in_the_warning(value):
+    config = cfg.resolve(cfg.Settings(), {}, {"wandb.ai/init-timeout": value}, "ns")
+    assert config.init_timeout_seconds == cfg.Settings().init_timeout_seconds
+    (warning,) = config.warnings
+    assert value.strip() not in warning
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("api_key_secret_name", "a..b"),
+        ("api_key_secret_key", ".."),
+        ("shim_size_limit", "lots"),
+        ("offline_pvc", "Bad_Claim"),
+        ("locked_annotations", ["base-url", "nope"]),
+        ("shim_image_pull_policy", "Sometimes"),
+    ],
+)
+def test_settings_the_apiserver_would_refuse_stop_the_server_at_start(field, value):
+    with pytest.raises(ValueError, match=field):
+        cfg.Settings(**{field: value})
+
+
+def test_locked_annotations_are_ignored_on_namespaces_and_pods():
+    settings = cfg.Settings(locked_annotations=["wandb.ai/base-url", "shim"], pod_locked_annotations=["entity"])
+    config = cfg.resolve(
+        settings,
+        {"wandb.ai/base-url": "https://a.example.com", "wandb.ai/entity": "team"},
+        {"wandb.ai/shim": "disabled", "wandb.ai/entity": "me"},
+        "ns",
+    )
+    assert config.base_url == "https://api.wandb.ai" and config.shim_enabled is True
+    assert config.entity == "team"
+    assert len([w for w in config.warnings if "locked by the server settings" in w]) == 3

@@ -247,3 +247,78 @@ def test_image_pythonpath_annotation_keeps_the_images_directories_after_the_boot
     mutated, evaluation = injected(pod)
     assert env_of(main_of(mutated))["PYTHONPATH"]["value"] == contract.bootstrap_dir()
     assert any("wandb.ai/pythonpath" in warning for warning in evaluation.warnings)
+
+
+USER_ENV_FROM = [{"configMapRef": {"name": "team-wandb"}}, {"secretRef": {"name": "team-key"}}]
+
+
+def test_envfrom_turns_the_standard_variables_into_defaults_the_shim_applies():
+    pod = first_of(contract.KIND_V1_COMPONENT)
+    main_of(pod)["envFrom"] = USER_ENV_FROM
+    mutated, evaluation = injected(pod)
+    env = env_of(main_of(mutated))
+    assert evaluation.injection.with_shim
+    for name in contract.STANDARD_WANDB_VARIABLES:
+        assert name not in env, f"{name} in env would override what envFrom sets"
+    assert env[contract.DEFAULT_PREFIX + contract.WANDB_BASE_URL]["value"] == "https://api.wandb.ai"
+    key = env[contract.DEFAULT_PREFIX + contract.WANDB_API_KEY]
+    assert key["valueFrom"]["secretKeyRef"]["name"] == "wandb-api-key"
+    assert env[contract.POD_KIND]["value"] == contract.KIND_V1_COMPONENT  # identity is ours: set as is
+    assert env["PYTHONPATH"]["value"] == f"{contract.bootstrap_dir()}:$(PYTHONPATH)"
+
+
+def test_kfp_own_metadata_configmap_is_not_a_user_envfrom():
+    pod = first_of(contract.KIND_V2_EXECUTOR)
+    assert main_of(pod)["envFrom"] == [{"configMapRef": {"name": "metadata-grpc-configmap", "optional": True}}]
+    mutated, _ = injected(pod)
+    env = env_of(main_of(mutated))
+    assert contract.WANDB_BASE_URL in env and env["PYTHONPATH"]["value"] == contract.bootstrap_dir()
+
+
+def test_envfrom_without_the_shim_leaves_the_standard_variables_out_with_a_warning():
+    pod = first_of(contract.KIND_ARGO)
+    main_of(pod)["envFrom"] = USER_ENV_FROM
+    mutated, evaluation = injected(pod)
+    env = env_of(main_of(mutated))
+    assert not any(name in env for name in contract.STANDARD_WANDB_VARIABLES)
+    assert not any(name.startswith(contract.DEFAULT_PREFIX) for name in env)
+    assert any("envFrom" in warning and "WANDB_BASE_URL" in warning for warning in evaluation.warnings)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            lambda pod: pod["spec"]["containers"].append({"name": contract.INIT_CONTAINER_NAME, "image": "busybox"}),
+            "already named",
+        ),
+        (
+            lambda pod: main_of(pod).setdefault("volumeMounts", []).append(
+                {"name": "mine", "mountPath": contract.SHIM_MOUNT_PATH + "/"}
+            ),
+            "already mounts",
+        ),
+    ],
+)
+def test_a_name_or_mount_path_in_use_gets_env_without_the_shim(change, why):
+    pod = first_of(contract.KIND_V2_EXECUTOR)
+    change(pod)
+    mutated, evaluation = injected(pod)
+    assert not evaluation.injection.with_shim
+    assert any(why in warning for warning in evaluation.warnings)
+    names = [c["name"] for c in mutated["spec"]["containers"] + mutated["spec"].get("initContainers", [])]
+    assert len(names) == len(set(names))
+    paths = [m["mountPath"].rstrip("/") for m in main_of(mutated).get("volumeMounts", [])]
+    assert len(paths) == len(set(paths))
+    assert contract.WANDB_PROJECT in env_of(main_of(mutated))
+
+
+def test_offline_volume_is_left_out_when_its_name_or_path_is_taken():
+    settings = cfg.Settings(offline_pvc="runs")
+    pod = first_of(contract.KIND_V1_COMPONENT)
+    pod["spec"].setdefault("volumes", []).append({"name": contract.OFFLINE_VOLUME_NAME, "emptyDir": {}})
+    mutated, evaluation = injected(pod, settings=settings)
+    assert [v["name"] for v in mutated["spec"]["volumes"]].count(contract.OFFLINE_VOLUME_NAME) == 1
+    assert contract.WANDB_DIR not in env_of(main_of(mutated))
+    assert any("offline runs stay in the pod" in warning for warning in evaluation.warnings)
+    assert evaluation.injection.with_shim

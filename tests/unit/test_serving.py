@@ -15,6 +15,7 @@ from cryptography import x509
 
 from tests.integration import tls_app
 from webhook import certs, serving
+from webhook.http_worker import AsyncioWorker, Limits
 
 
 @dataclass
@@ -252,7 +253,6 @@ def options(reloader: serving.CertificateReloader | None, access_log: bool = Fal
         host="::1",
         port=8443,
         workers=2,
-        threads=4,
         keepalive_s=15,
         timeout_s=30,
         graceful_timeout_s=15,
@@ -266,7 +266,7 @@ def test_gunicorn_options_use_our_context_and_no_access_log(tmp_path: Path, pair
     reloader = make_reloader(*write_pair(tmp_path / "live", pairs[0]), FakeClock())
     tls_options = options(reloader)
     assert tls_options["bind"] == ["[::1]:8443"]
-    assert tls_options["worker_class"] == "gthread"
+    assert tls_options["worker_class"] == "webhook.http_worker.AsyncioWorker"
     assert tls_options["accesslog"] is None
     assert tls_options["certfile"] == reloader.cert_file
     ssl_context_hook = tls_options["ssl_context"]
@@ -274,17 +274,16 @@ def test_gunicorn_options_use_our_context_and_no_access_log(tmp_path: Path, pair
     plain_options = options(None, access_log=True)
     assert "ssl_context" not in plain_options and "certfile" not in plain_options
     assert plain_options["accesslog"] == "-"
-    assert "%(U)s" in serving.ACCESS_LOG_FORMAT and "%(q)s" not in serving.ACCESS_LOG_FORMAT
 
 
 def test_embedded_gunicorn_accepts_every_option(tmp_path: Path, pairs: list[Pair]) -> None:
     """Gunicorn validates settings (types, hook arity) when they are set, not when it runs."""
     reloader = make_reloader(*write_pair(tmp_path / "live", pairs[0]), FakeClock())
-    embedded = serving._EmbeddedGunicorn(lambda: tls_app.app, options(reloader))
+    embedded = serving._EmbeddedGunicorn(lambda: tls_app.app, options(reloader), Limits(max_connections=7))
     assert embedded.cfg.is_ssl
     assert embedded.cfg.ssl_context(embedded.cfg, None) is reloader.context
-    assert embedded.cfg.worker_class_str == "gthread"
-    assert embedded.cfg.threads == 4 and embedded.cfg.workers == 2
+    assert embedded.cfg.worker_class is AsyncioWorker
+    assert embedded.cfg.workers == 2 and embedded.http_limits.max_connections == 7
     assert embedded.load() is tls_app.app
 
 

@@ -6,13 +6,15 @@ called) and never raise: a shim failure is one `wandb-kfp-shim:` line on stderr 
 
 import os
 
-from . import contract, faults
+from . import contract, environment, faults
 from .messages import describe, say
 
 
 def _mark_active():
-    """Tell child processes (pip, user subprocesses) that this process is the recorded one."""
+    """Tell child processes (pip, user subprocesses) that this process is the recorded one, and give
+    this process the webhook's defaults without the run identity children must not inherit."""
     os.environ[contract.ACTIVE_MARKER] = str(os.getpid())
+    environment.prepare()
 
 
 def activate_v1(program_path=None):

@@ -38,6 +38,22 @@ WANDB_DIR = "WANDB_DIR"
 WANDB_MODE = "WANDB_MODE"
 #: Base URL of the KFP UI, as W&B's own @wandb_log integration reads it.
 WANDB_KUBEFLOW_URL = "WANDB_KUBEFLOW_URL"
+#: The standard variables a container's own envFrom (ConfigMap/Secret) may also set.
+STANDARD_WANDB_VARIABLES = (
+    WANDB_API_KEY,
+    WANDB_BASE_URL,
+    WANDB_PROJECT,
+    WANDB_ENTITY,
+    WANDB_RUN_GROUP,
+    WANDB_JOB_TYPE,
+    WANDB_TAGS,
+    WANDB_RUN_ID,
+    WANDB_DIR,
+    WANDB_KUBEFLOW_URL,
+)
+#: When main uses envFrom, the webhook injects each standard variable as DEFAULT_PREFIX + its name, and
+#: the shim sets the standard name from it only where the process environment lacks it.
+DEFAULT_PREFIX = "WANDB_KFP_DEFAULT_"
 
 # --- Identity and switches for the shim (WANDB_KFP_*) --------------------------------------------
 #: "off" disables the shim in a pod without removing the injection.

@@ -5,11 +5,17 @@ offline so no data is lost); the kfp_v1 / kfp_v2 modules record inputs and outpu
 closes the run with the component's exit code. Every public method swallows its own errors and says so
 in one `wandb-kfp-shim:` line: the component's outcome is the same with or without a working W&B.
 
-While the shim's run is active, the user's own `wandb.init()` returns that run (merging its config), and
+While the shim's run is active, the user's own `wandb.init()` returns that run (merging its config) when
+it asks for nothing the shared run cannot be (another project or entity, a run id, resume), and
 `wandb.finish()` / `run.finish()` from user code are deferred to the shim, so integrations that use
-`wandb.run` or call `wandb.init` (Lightning's WandbLogger, HF `report_to="wandb"`) log into it.
+`wandb.run` or call `wandb.init` (Lightning's WandbLogger, HF `report_to="wandb"`) log into it. A
+`wandb.init` that asks for another project gets a run of its own, as it would without the webhook. When
+user code shared the run, its end waits for the process's end (user threads may still log after the
+component function returned). Only the process that started the run finishes it: a forked child that
+returns from the component function leaves it alone.
 """
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -18,7 +24,7 @@ import re
 import sys
 from typing import Any, Dict
 
-from . import contract, faults
+from . import contract, environment, faults
 from .messages import describe, hide_shim_frames_at_exit, say
 
 #: Settings the shim passes so wandb adds nothing to the component's stdout/stderr.
@@ -28,6 +34,10 @@ _SUMMARY_TEXT_LIMIT = 2000
 
 #: Run methods user code may call to end the run; deferred to the shim while the component runs.
 _DEFERRED_RUN_METHODS = ("finish", "_finish")
+#: wandb.init arguments that ask for a run the shim's run cannot be: such a call gets a run of its own.
+_OWN_RUN_ARGUMENTS = ("id", "resume", "resume_from", "fork_from")
+#: wandb.init arguments compared with the shim's run: a different value means a run of its own.
+_IDENTITY_ARGUMENTS = ("project", "entity")
 #: Summary keys the shim writes when the component raises.
 EXCEPTION_TYPE_KEY = "exception_type"
 EXCEPTION_MESSAGE_KEY = "exception_message"
@@ -173,6 +183,10 @@ class Recorder:
         self._finished = False
         self._saved_module_init = None
         self._saved_module_finish = None
+        #: The process that owns the run; a forked copy of this object in a child never finishes it.
+        self.pid = os.getpid()
+        #: Set when user code called wandb.init and got the shim's run: finishing then waits for exit.
+        self.shared_with_user = False
 
     # --- start -----------------------------------------------------------------------------------
     def start(self, config):
@@ -206,6 +220,9 @@ class Recorder:
                 kwargs["group"] = group
         if not env("WANDB_NAME"):
             kwargs["name"] = self.component
+        run_id = environment.run_id()
+        if run_id and not env(contract.WANDB_RUN_ID):
+            kwargs["id"] = run_id  # taken out of the environment so child processes never inherit it
         link = kfp_run_link()
         if link and not env("WANDB_NOTES"):
             kwargs["notes"] = "Kubeflow Pipelines run: " + link
@@ -290,21 +307,39 @@ class Recorder:
         original_finish = getattr(wandb_module, "finish", None)
 
         def init(*args, **kwargs):
-            if recorder.active():
+            if not (recorder.active() and recorder.owns_process()):
+                return original_init(*args, **kwargs)
+            current = getattr(wandb_module, "run", None)
+            reason = recorder.own_run_reason(args, kwargs)
+            if reason is None and (current is None or current is recorder.run):
                 recorder.merge_user_init(kwargs)
+                recorder.shared_with_user = True
                 return recorder.run
-            return original_init(*args, **kwargs)
+            if not recorder.can_create_new_run():
+                say("this wandb cannot keep a run of the component's own beside the shim's; it shares the shim's")
+                recorder.merge_user_init(kwargs)
+                recorder.shared_with_user = True
+                return recorder.run
+            if reason is None:
+                return original_init(*args, **kwargs)  # the user's own run is wandb.run: wandb returns it
+            # A run of the user's own beside the shim's (never finishing it), global as it would be
+            # without the webhook.
+            kwargs["reinit"] = "create_new"
+            run = original_init(*args, **kwargs)
+            recorder.make_global(run)
+            return run
 
         def finish(*args, **kwargs):
-            if recorder.active():
+            if recorder.active() and recorder.owns_process() and _is_shim_run(recorder, kwargs):
                 return None
             if original_finish is not None:
                 return original_finish(*args, **kwargs)
             return None
 
         def run_finish(*args, **kwargs):
-            """run.finish() and `with wandb.init():` (which calls run._finish) from user code: deferred."""
-            if recorder.active():
+            """run.finish() and `with wandb.init():` (which calls run._finish) from user code: deferred
+            (and never done by a forked child: the run is its parent's)."""
+            if recorder.active() or not recorder.owns_process():
                 return None
             return type(recorder.run).finish(recorder.run, *args, **kwargs)
 
@@ -317,6 +352,42 @@ class Recorder:
         for name in _DEFERRED_RUN_METHODS:
             if hasattr(self.run, name):
                 setattr(self.run, name, run_finish)
+
+    def own_run_reason(self, args, kwargs):
+        """Why a user's wandb.init(...) needs a run of its own (a short description), or None to share."""
+        if args:
+            return "positional arguments"
+        for name in _OWN_RUN_ARGUMENTS:
+            if kwargs.get(name) not in (None, False):
+                return name + "=..."
+        if kwargs.get("reinit") in (True, "create_new"):
+            return "reinit=" + str(kwargs["reinit"])
+        for name in _IDENTITY_ARGUMENTS:
+            wanted = kwargs.get(name)
+            if wanted and wanted != getattr(self.run, name, None):
+                return name + "=..."
+        return None
+
+    def can_create_new_run(self):
+        """wandb >= 0.19.10 keeps several runs in one process (reinit="create_new")."""
+        version = getattr(self.wandb, "__version__", "0")
+        try:
+            parts = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+        except ValueError:
+            return False
+        return parts >= (0, 19, 10)
+
+    def make_global(self, run):
+        """Point wandb.run and wandb.log at `run`, as wandb.init does for every run but create_new ones."""
+        try:
+            init_module = importlib.import_module(self.wandb.__name__ + ".sdk.wandb_init")
+            init_module._set_global_run(run)
+        except Exception as exc:
+            say("could not make the component's own run wandb.run (" + describe(exc) + ")")
+
+    def owns_process(self):
+        """False in a forked child: the run belongs to the parent process."""
+        return os.getpid() == self.pid
 
     def merge_user_init(self, kwargs):
         """Apply what a user's wandb.init(...) asks that a shared run can take: config and tags."""
@@ -333,8 +404,8 @@ class Recorder:
             say("could not apply a wandb.init() call's config to the shared run (" + describe(exc) + ")")
 
     def active(self):
-        """True while the shim's run is open."""
-        return self.run is not None and not self._finished
+        """True while the shim's run is open (in the process that started it)."""
+        return self.run is not None and not self._finished and self.owns_process()
 
     # --- recording --------------------------------------------------------------------------------
     def update_config(self, values):
@@ -425,6 +496,19 @@ class Recorder:
         except Exception as error:
             say("could not record the component's exception in W&B (" + describe(error) + ")")
 
+    def finish_when_done(self, exc=None):
+        """Finish now, or at interpreter exit when user code shares the run (its threads may still log).
+
+        Python joins non-daemon threads before it runs atexit functions, and this one, registered after
+        wandb's own, runs before wandb tears itself down.
+        """
+        if not self.active():
+            return
+        if self.shared_with_user and exc is None:
+            atexit.register(self.finish)
+            return
+        self.finish(exc)
+
     def finish(self, exc=None):
         """Finish the run: exit code 0, or what the exception makes the process exit with."""
         if not self.active():
@@ -496,14 +580,14 @@ def call_recorded(recorder, func, args, kwargs, before, after):
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:
-        if recording:
+        if recording and recorder.owns_process():  # a forked child leaves the parent's run alone
             with contextlib.suppress(BaseException):
                 recorder.record_failure(exc)
                 recorder.finish(exc)
         if not isinstance(exc, SystemExit):
             hide_shim_frames_at_exit()
         raise
-    if recording:
+    if recording and recorder.owns_process():
         try:
             if recorder.active():
                 faults.check("outputs")
@@ -511,5 +595,11 @@ def call_recorded(recorder, func, args, kwargs, before, after):
         except Exception as exc:
             say("could not record the component's outputs (" + describe(exc) + ")")
         with contextlib.suppress(BaseException):
-            recorder.finish()
+            recorder.finish_when_done()
     return result
+
+
+def _is_shim_run(recorder, kwargs):
+    """wandb.finish() ends wandb.run: the shim's run unless the user started one of their own since."""
+    current = getattr(recorder.wandb, "run", None)
+    return current is None or current is recorder.run

@@ -129,7 +129,10 @@ app.kubernetes.io/part-of: wandb-kfp-webhook
   "excluded_namespaces" (uniq (concat (list "kube-system" "kube-public" "kube-node-lease") $i.excludedNamespaces))
   "port" (int $s.port)
   "workers" (int $s.workers)
-  "threads" (int $s.threads)
+  "request_timeout_seconds" $s.requestTimeoutSeconds
+  "max_connections" (int $s.maxConnections)
+  "locked_annotations" $w.lockedAnnotations
+  "pod_locked_annotations" $w.podLockedAnnotations
   "watch_namespaces" $s.watchNamespaces
 }}
 {{- with $w.project }}{{ $_ := set $settings "project" . }}{{ end }}

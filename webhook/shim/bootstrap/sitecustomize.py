@@ -199,6 +199,17 @@ def _unsupported_reason():
     return None
 
 
+def _apply_defaults(contract):
+    """WANDB_KFP_DEFAULT_X -> X where X is missing (the webhook's values for a container with envFrom);
+    done for every component process, recorded or not, so it sees the env any other pod gets."""
+    prefix = contract["DEFAULT_PREFIX"]
+    for name in [key for key in os.environ if key.startswith(prefix)]:
+        target = name[len(prefix) :]
+        value = os.environ.pop(name)
+        if target in contract["STANDARD_WANDB_VARIABLES"] and not os.environ.get(target):
+            os.environ[target] = value
+
+
 def _activate(kind, root, contract):
     lib = os.path.join(root, _LIB_SUBDIR)
     if lib not in sys.path:
@@ -226,6 +237,7 @@ def _main():
             raise
         contract = None  # too old to even read the contract: say why we stay off, once
     if contract is not None:
+        _apply_defaults(contract)
         switch = contract["SHIM_SWITCH"]
         if os.environ.get(switch, "").strip().lower() in _OFF_VALUES:
             _debug("inactive: %s=%s (%s)" % (switch, os.environ[switch], reason))
