@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.stats import percentile  # noqa: F401 - re-exported for the benchmark sections
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
 PACKAGES = (
@@ -37,14 +39,6 @@ def log(message: str) -> None:
 def median(values: Sequence[float]) -> float | None:
     clean = [value for value in values if value is not None]
     return statistics.median(clean) if clean else None
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(0, min(len(sorted_values) - 1, round(fraction * len(sorted_values) + 0.5) - 1))
-    return sorted_values[rank]
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

@@ -1,7 +1,7 @@
 """The floor: a WSGI app that reads the body and answers a canned AdmissionReview response, parsing nothing.
 
-Served by the same `python -m webhook.serving` (gunicorn gthread, same TLS context, same workers and
-threads) as the webhook, so `ours / floor` isolates what the webhook's own code costs per request. The
+Served by the same `python -m webhook.serving` (gunicorn with the webhook's asyncio worker, same TLS
+context, same workers) as the webhook, so `ours / floor` isolates what the webhook's own code costs per request. The
 canned response is a real one (the webhook's answer for the v2-train fixture pod: a ~3 KB JSONPatch),
 so response bytes on the wire are comparable; it is computed once per worker at import.
 """

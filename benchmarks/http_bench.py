@@ -3,7 +3,8 @@
 * closed loop (wrk, keep-alive) at each concurrency: p50/p90/p99 and the rate it sustains, ours and floor
   alternating (order flipped every repetition), each figure the median of the repetitions and the ratio
   ours/floor the median of the per-repetition ratios;
-* open loop at a fixed 500 req/s (benchmarks.openloop, latency from each request's due time);
+* open loop at a fixed 500 req/s (tests.support.openloop, latency from each request's due time), also
+  while 1,000 hostile connections (tests.support.hostile: idle, dribbling, never-ending bodies) are held;
 * in-process cost of `admission.review` per fixture pod and a cProfile of the mix;
 * when a webhook target is missed, py-spy samples a worker under load and the hot frames are listed.
 """
@@ -14,7 +15,6 @@ import collections
 import cProfile
 import io
 import json
-import os
 import pstats
 import shutil
 import subprocess
@@ -27,7 +27,7 @@ from typing import Any
 from benchmarks.common import REPO_ROOT, ensure_tool, log, median, ratio
 from benchmarks.load import run_open_loop, run_wrk, worker_cpu
 from benchmarks.reviews import mix_summary, review_mix, write_bodies
-from benchmarks.servers import Server, make_certs, start_floor, start_ours, start_ours_quiet
+from benchmarks.servers import Server, make_certs, start_floor, start_ours
 
 METRICS = ("p50_ms", "p90_ms", "p99_ms", "rps", "server_cpu_ms_per_request")
 OPEN_METRICS = ("p50_ms", "p90_ms", "p99_ms", "max_ms", "achieved_rps", "client_send_lag_p99_ms")
@@ -116,26 +116,51 @@ def inprocess_breakdown() -> dict[str, Any]:
     }
 
 
-def wsgi_breakdown(work: Path) -> dict[str, Any]:
-    """benchmarks.wsgi_breakdown in a fresh process with mmap-backed metrics, as the server has them."""
-    metrics_dir = work / "wsgi-metrics"
-    metrics_dir.mkdir(exist_ok=True)
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PYTHONPATH": str(REPO_ROOT)}
-    env = {key: value for key, value in env.items() if not key.startswith("WANDB_KFP_WEBHOOK_")}
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.wsgi_breakdown"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-        cwd=REPO_ROOT,
-    )
-    line = next((line for line in completed.stdout.splitlines() if line.startswith("WSGIJSON ")), None)
-    if completed.returncode != 0 or line is None:
-        return {"skipped": f"wsgi breakdown failed: {completed.stderr[-600:]}"}
-    result: dict[str, Any] = json.loads(line.removeprefix("WSGIJSON "))
-    return result
+def under_attack(server: Server, manifest: Path, *, rate: float, duration_s: float, reps: int) -> dict[str, Any]:
+    """The open-loop figure while tests.support.hostile holds 1,000 connections that never complete a
+    request (reconnecting whenever the server cuts one): every review must still be answered."""
+    runs: list[dict[str, Any]] = []
+    tallies: list[dict[str, Any]] = []
+    rss_peak_mb = 0.0
+    for _ in range(reps):
+        command = [sys.executable, "-m", "tests.support.hostile", "--port", str(server.port)]
+        command += ["--ca-file", str(server.certs.ca_file), "--connections", "1000", "--duration", str(duration_s + 12)]
+        attackers = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(6)  # every attacker connected and misbehaving before the clock starts
+            runs.append(run_open_loop(server, manifest, rate=rate, duration_s=duration_s))
+            rss_peak_mb = max(rss_peak_mb, *(_rss_mb(pid) for pid in server.worker_pids()))
+            out, _ = attackers.communicate(timeout=duration_s + 60)
+        finally:
+            if attackers.poll() is None:
+                attackers.kill()
+        line = next((line for line in out.splitlines() if line.startswith("HOSTILE ")), "HOSTILE {}")
+        tallies.append(json.loads(line.removeprefix("HOSTILE ")))
+    return {
+        "hostile_connections": 1000,
+        "held_max": max((tally.get("held_max", 0) for tally in tallies), default=0),
+        "cut_by_server": sum(tally.get("closed_by_server", 0) for tally in tallies),
+        "requests_sent": sum(run["requests_sent"] for run in runs),
+        "requests_ok": sum(run["requests_ok"] for run in runs),
+        "worker_rss_peak_mb": round(rss_peak_mb, 1),
+        **{metric: median([run.get(metric) for run in runs]) for metric in OPEN_METRICS},
+        "repetitions": runs,
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def py_spy() -> str | None:
@@ -276,12 +301,10 @@ def run(
         log("section 1: starting ours and floor servers")
         ours = start_ours(certs, out_dir / "logs")
         floor = start_floor(certs, out_dir / "logs")
-        quiet = start_ours_quiet(certs, out_dir / "logs")
-        servers = {"ours": ours, "floor": floor, "ours-quiet": quiet}
+        servers = {"ours": ours, "floor": floor}
         result["server"] = {
             "workers": ours.workers,
-            "threads": ours.threads,
-            "worker_class": "gthread",
+            "worker_class": "webhook.http_worker.AsyncioWorker (asyncio + h11, one event loop per worker)",
             "tls": "TLS >= 1.2 (webhook.serving context), ECDSA P-256 dev cert",
         }
         try:
@@ -291,7 +314,7 @@ def run(
             for connections in concurrencies:
                 runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
                 for rep in range(reps):
-                    order = ("ours", "floor", "ours-quiet") if rep % 2 == 0 else ("ours-quiet", "floor", "ours")
+                    order = ("ours", "floor") if rep % 2 == 0 else ("floor", "ours")
                     for name in order:
                         runs[name].append(
                             run_wrk(servers[name], manifest, connections=connections, duration_s=duration_s)
@@ -309,7 +332,7 @@ def run(
             log(f"section 1: fixed rate {rate:.0f} req/s")
             open_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
             for rep in range(reps):
-                order = ("ours", "floor", "ours-quiet") if rep % 2 == 0 else ("ours-quiet", "floor", "ours")
+                order = ("ours", "floor") if rep % 2 == 0 else ("floor", "ours")
                 for name in order:
                     open_runs[name].append(
                         run_open_loop(servers[name], manifest, rate=rate, duration_s=rate_duration_s)
@@ -317,9 +340,11 @@ def run(
             result["fixed_rate"] = {
                 "rate": rate,
                 "duration_s": rate_duration_s,
-                "client": "benchmarks.openloop (asyncio, 16 keep-alive TLS connections, latency from due time)",
+                "client": "tests.support.openloop (asyncio, 16 keep-alive TLS connections, latency from due time)",
                 **summarise(open_runs, OPEN_METRICS),
             }
+            log(f"section 1: fixed rate {rate:.0f} req/s while 1,000 hostile connections are held")
+            result["under_attack"] = under_attack(ours, manifest, rate=rate, duration_s=rate_duration_s, reps=reps)
             ours_cpu = worker_cpu(ours)
             result["ours_total_cpu_s"] = round(ours_cpu, 1)
             missed = (
@@ -335,7 +360,6 @@ def run(
         log("section 1: in-process review() cost per fixture")
         result["inprocess_review"] = inprocess_costs()
         result["inprocess_profile"] = inprocess_breakdown()
-        result["wsgi_breakdown"] = wsgi_breakdown(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return result

@@ -105,7 +105,7 @@ def run_open_loop(
     argv = [
         sys.executable,
         "-m",
-        "benchmarks.openloop",
+        "tests.support.openloop",
         "--port",
         str(server.port),
         "--ca-file",

@@ -1,7 +1,7 @@
 """Start the webhook or the floor app as a real `python -m webhook.serving` process over TLS on loopback.
 
-Both servers get the same gunicorn server, TLS context (dev certificates from webhook.certs), workers and
-threads; only the WSGI app differs. The process handling (own process group, dies with the benchmark,
+Both servers get the same gunicorn server and worker, TLS context (dev certificates from webhook.certs) and
+workers; only the WSGI app differs. The process handling (own process group, dies with the benchmark,
 SIGTERM then SIGKILL of that group) is tests.support.servers', shared with the tests.
 """
 
@@ -37,7 +37,6 @@ class Server:
     running: RunningServer
     certs: DevCerts
     workers: int
-    threads: int
     metrics_dir: Path
 
     @property
@@ -72,7 +71,6 @@ def start_server(
     log_dir: Path,
     *,
     workers: int = 2,
-    threads: int = 4,
     extra_env: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
 ) -> Server:
@@ -81,7 +79,7 @@ def start_server(
     command = [
         "{python}", "-m", "webhook.serving", "{app_spec}", "--host", "{host}", "--port", "{port}",
         "--cert-file", "{cert_file}", "--key-file", "{key_file}",
-        "--workers", str(workers), "--threads", str(threads), *(extra_args or []),
+        "--workers", str(workers), *(extra_args or []),
     ]  # fmt: skip
     # As `wandb-kfp-webhook serve` does: every worker's metrics aggregated through mmap files.
     env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **(extra_env or {})}
@@ -89,7 +87,7 @@ def start_server(
     started: list[RunningServer] = []
     try:
         running = start_process(log_dir, app_spec, certs, env, command=command, on_start=started.append)
-        server = Server(name, running, certs, workers, threads, metrics_dir)
+        server = Server(name, running, certs, workers, metrics_dir)
         deadline = time.monotonic() + READY_TIMEOUT_S  # one worker answered; wait for all of them
         while len(server.worker_pids()) < workers and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -103,19 +101,6 @@ def start_server(
 
 def start_ours(certs: Certs, log_dir: Path, **kwargs: object) -> Server:
     return start_server("ours", OURS_APP, certs, log_dir, extra_env=dict(OURS_ENV), **kwargs)  # type: ignore[arg-type]
-
-
-def start_ours_quiet(certs: Certs, log_dir: Path, **kwargs: object) -> Server:
-    """The webhook with `--log-level warning`: no per-injection INFO line (what that line costs)."""
-    return start_server(
-        "ours-quiet",
-        OURS_APP,
-        certs,
-        log_dir,
-        extra_env=dict(OURS_ENV),
-        extra_args=["--log-level", "warning"],
-        **kwargs,
-    )  # type: ignore[arg-type]
 
 
 def start_floor(certs: Certs, log_dir: Path, **kwargs: object) -> Server:

@@ -141,7 +141,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import functools
 
     from webhook import certs, namespaces, serving
-    from webhook.app import create_app
 
     if args.dev:
         args.host = args.host or "127.0.0.1"
@@ -166,7 +165,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.tls_cert is None or settings.tls_key is None:
         raise InputError("serve needs --tls-cert and --tls-key (or --dev to generate localhost certificates)")
     metrics_dir = Path(tempfile.mkdtemp(prefix="wandb-kfp-webhook-metrics-"))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # read by prometheus_client in every worker
+    # prometheus_client chooses multiprocess mode when its metrics are created, so this comes before the
+    # app (and its metrics module) is imported.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from webhook.app import create_app
+
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
     ca_hint = f"--cacert {DEV_CERTS_DIR / 'ca.crt'} " if args.dev else ""
     print(

@@ -38,7 +38,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[StartServer]:
-    """Returns ``start(app_spec, certs, extra_env=None, *, workers=2, threads=4, reload_interval_s=0.2,
+    """Returns ``start(app_spec, certs, extra_env=None, *, workers=2, reload_interval_s=0.2,
     ready_path="/healthz", command=None, host="127.0.0.1", port=None) -> RunningServer`` (see
     tests.support.servers.start_server); every server started is stopped at teardown."""
     started: list[RunningServer] = []

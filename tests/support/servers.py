@@ -154,7 +154,6 @@ def start_server(
     extra_env: Mapping[str, str] | None = None,
     *,
     workers: int = 2,
-    threads: int = 4,
     reload_interval_s: float = 0.2,
     ready_path: str = "/healthz",
     command: Sequence[str] | None = None,
@@ -188,7 +187,7 @@ def start_server(
             "--port",
             str(chosen_port),
         ]
-        argv += ["--workers", str(workers), "--threads", str(threads)]
+        argv += ["--workers", str(workers)]
         argv += ["--reload-interval", str(reload_interval_s)]
         if certs:
             argv += ["--cert-file", str(certs.cert_file), "--key-file", str(certs.key_file)]

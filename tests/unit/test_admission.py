@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures import pods as fixture_pods
+from tests.support import strategies
 from tests.support.reviews import admission_review
 from webhook import admission
 from webhook import config as cfg
@@ -168,17 +169,8 @@ def test_wrong_method_and_path_are_json_errors(client):
     assert client.get("/nope").get_json()["error"]
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
-    ),
-    max_leaves=25,
-)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(st.binary(max_size=200), json_values.map(lambda value: json.dumps(value).encode())))
+@given(body=st.one_of(st.binary(max_size=200), strategies.json_values.map(lambda value: json.dumps(value).encode())))
 def test_any_body_gives_a_valid_answer_or_400_never_500(client, body):
     answer = client.post("/mutate", data=body, content_type="application/json")
     assert answer.status_code in (200, 400)
@@ -186,38 +178,9 @@ def test_any_body_gives_a_valid_answer_or_400_never_500(client, body):
         assert answer.get_json()["response"]["allowed"] is True
 
 
-def mutate_pod(draw_value, pod):
-    """Scatter arbitrary JSON into a realistic pod's optional fields."""
-    for path, value in draw_value:
-        target = pod
-        for key in path[:-1]:
-            target = target.setdefault(key, {}) if isinstance(target, dict) else {}
-        if isinstance(target, dict):
-            target[path[-1]] = value
-    return pod
-
-
-pod_paths = st.sampled_from(
-    [
-        ("metadata", "labels"),
-        ("metadata", "annotations"),
-        ("metadata", "name"),
-        ("metadata", "ownerReferences"),
-        ("spec", "initContainers"),
-        ("spec", "volumes"),
-        ("spec", "containers"),
-        ("metadata", "annotations", "wandb.ai/tags"),
-        ("metadata", "annotations", "wandb.ai/project"),
-        ("metadata", "labels", "wandb.ai/inject"),
-    ]
-)
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(changes=st.lists(st.tuples(pod_paths, json_values), max_size=3), which=st.integers(min_value=0))
-def test_mangled_pods_never_fail_and_patches_apply_and_settle(client, changes, which):
-    names = [entry["name"] for entry in fixture_pods.load_index()]
-    pod = mutate_pod(changes, fixture_pods.load_pod(names[which % len(names)]))
+@given(pod=strategies.mangled_pods())
+def test_mangled_pods_never_fail_and_patches_apply_and_settle(client, pod):
     answer = client.post("/mutate", json=review_of(pod, namespace="kubeflow-user"))
     assert answer.status_code in (200, 400)
     if answer.status_code == 400:
@@ -230,6 +193,23 @@ def test_mangled_pods_never_fail_and_patches_apply_and_settle(client, changes, w
         mutated = jsonpatch.apply_patch(copy.deepcopy(pod), decoded_patch(answer.get_json()))
         again = client.post("/mutate", json=review_of(mutated, uid="second")).get_json()["response"]
         assert "patch" not in again, "a second pass over an injected pod must change nothing"
+        for field, key in (("names", "name"), ("volumes", "name"), ("mounts", "mountPath")):
+            before, after = _listed(pod, field, key), _listed(mutated, field, key)
+            for value in set(after):
+                assert after.count(value) <= max(1, before.count(value)), f"the patch duplicated {field} {value}"
+
+
+def _listed(pod, field, key):
+    """Container names, volume names or main's mount paths of a pod, as a list (duplicates kept)."""
+    spec = pod["spec"]
+    if field == "names":
+        items = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+    elif field == "volumes":
+        items = spec.get("volumes") or []
+    else:
+        main = next((c for c in spec.get("containers") or [] if c.get("name") == "main"), {})
+        items = main.get("volumeMounts") or []
+    return [str(item.get(key, "")).rstrip("/") for item in items if isinstance(item, dict)]
 
 
 def test_review_function_is_pure_for_the_same_input():

@@ -2,7 +2,7 @@
 before, and its latency is measured from that due time (so a stalled server is not hidden by the client
 waiting for it: no coordinated omission). Keep-alive connections are opened before the clock starts.
 
-    python -m benchmarks.openloop --port P --ca-file CA --manifest M --rate 500 --duration 10 --connections 16
+    python -m tests.support.openloop --port P --ca-file CA --manifest M --rate 500 --duration 10 --connections 16
 
 Prints one JSON line. Bounded: exactly rate*duration requests, and a hard deadline of duration + 30 s.
 """
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import percentile
+from tests.support.stats import percentile
 
 
 def load_requests(manifest: Path, host: str, port: int) -> list[bytes]:
