@@ -270,11 +270,8 @@ def record_output_artifact(recorder, name, reference, limit):
         recorder.log({name: recorder.wandb.Html(text)})
     if not exists:
         return
-    artifact = recorder.new_artifact(lineage.v2_output_name(recorder, name, uri), schema, dict(metadata, uri=uri))
-    if is_remote(uri):
-        recorder.add_remote(artifact, uri)
-    else:
-        recorder.add_local(artifact, path, limit)
+    metadata = dict(metadata, uri=uri)
+    artifact = lineage.v2_output_artifact(recorder, name, schema, metadata, uri, path, is_remote(uri), limit)
     recorder.log_output_artifact(artifact)
 
 

@@ -153,34 +153,42 @@ def v1_output_artifact(recorder, output_name, type_name, path, limit):
     return artifact
 
 
-def v2_output_name(recorder, output_name, uri):
-    """The W&B name of a v2 output artifact: `<task>.<output>` from its URI, else `<component>.<output>`."""
-    return v2_artifact_name(uri) or recorder.component + "." + output_name
+def v2_output_artifact(recorder, output_name, schema, metadata, uri, path, remote, limit):
+    """The artifact a v2 output is logged as: `<task>.<output>` from its URI, else `<component>.<output>`."""
+    name = v2_artifact_name(uri) or recorder.component + "." + output_name
+    artifact = recorder.new_artifact(name, schema, metadata)
+    _fill_v2(recorder, artifact, uri, path, remote, limit)
+    return artifact
 
 
 def v2_input_artifact(recorder, input_name, reference, path, remote, limit):
-    """(artifact, lineage entry) of one v2 input artifact, filled exactly as its producer filled it.
+    """(artifact, lineage entry) of one v2 input artifact, named and filled as its producer did it.
 
-    `remote`: the URI is an object-store URI (referenced as-is, digest = URI); else the local `path`
-    (uploaded up to `limit`, else wandb's unchecked reference, whose digest depends on the path, which
-    producer and consumer share because it comes from the URI). None when there is nothing to describe.
+    (None, None) when there is nothing to describe (a local artifact that is not there).
     """
     uri = reference.get("uri") or ""
+    if not remote and not (path and os.path.exists(path)):
+        return None, None
     source = v2_source(uri)
     name = source[0] + "." + source[1] if source else input_name
     artifact = recorder.new_artifact(name, reference.get("schemaTitle"), reference.get("metadata"))
-    if remote:
-        recorder.add_remote(artifact, uri)
-    elif path and os.path.exists(path):
-        recorder.add_local(artifact, path, limit)
-    else:
-        return None, None
+    _fill_v2(recorder, artifact, uri, path, remote, limit)
     entry = entry_of(artifact)
     entry["uri"] = uri
     if source:
         entry["producer"] = source[0]
         entry["output"] = source[1]
     return artifact, entry
+
+
+def _fill_v2(recorder, artifact, uri, path, remote, limit):
+    """The one way both sides fill a v2 artifact: an object-store URI as a reference whose digest is
+    the URI; a local file or directory uploaded up to `limit`, else wandb's unchecked `file://`
+    reference (its digest comes from the path, which both sides share because it comes from the URI)."""
+    if remote:
+        recorder.add_remote(artifact, uri)
+    else:
+        recorder.add_local(artifact, path, limit)
 
 
 def entry_of(artifact):
