@@ -444,12 +444,9 @@ LOCAL_RUNNER = textwrap.dedent(
     v2_lineage.PIPELINES[sys.argv[2]]()
     """
 )
-#: kfp.local gives every task of one component the same task root, so the fan-in's two make-text
-#: tasks write one URI (the second overwrites the first): not a layout lineage can tell apart.
-LOCAL_PIPELINES = [name for name in V2_PIPELINES if name != "v2-lineage-fan-in"]
 
 
-@pytest.mark.parametrize("pipeline", LOCAL_PIPELINES)
+@pytest.mark.parametrize("pipeline", V2_PIPELINES)
 def test_v2_kfp_local_run_links_every_edge(pipeline, kfp2_python, shim_dir, tmp_path):
     script = tmp_path / "run_local.py"
     script.write_text(LOCAL_RUNNER)
@@ -480,16 +477,29 @@ def test_v2_kfp_local_run_links_every_edge(pipeline, kfp2_python, shim_dir, tmp_
         for artifact in run.artifacts
         if artifact["type"] == "system.Dataset"
     }
+    functions = task_functions(compiled_v2(pipeline))
     seen = set()
     for run in recorded:
         for name, entries in run.config[KFP_META_KEY].get(lineage.INPUTS_KEY, {}).items():
+            (consumer_task,) = [task for task, function in functions.items() if function == run.job_type]
             for entry in entries if isinstance(entries, list) else [entries]:
                 producer_run, artifact = logged[(entry["artifact"], entry["digest"])]
                 assert artifact["metadata"]["uri"] == entry["uri"]
-                assert producer_run.config[KFP_META_KEY]["component"] == entry["producer"].replace("-", "_")
-                consumer_task = run.config[KFP_META_KEY]["component"].replace("_", "-")
+                assert producer_run.job_type == functions[entry["producer"]]
                 seen.add((entry["producer"], entry["artifact"], consumer_task, name))
     assert seen == EXPECTED_EDGES[pipeline]
+
+
+def task_functions(ir: dict[str, Any]) -> dict[str, str]:
+    """Task name -> the Python function its executor runs, over every DAG of a pipeline IR."""
+    functions = {}
+    for dag in [ir["root"]["dag"], *(c["dag"] for c in ir["components"].values() if "dag" in c)]:
+        for task_name, task in dag["tasks"].items():
+            component = ir["components"][task["componentRef"]["name"]]
+            if "executorLabel" in component:
+                args = ir["deploymentSpec"]["executors"][component["executorLabel"]]["container"]["args"]
+                functions[task_name] = args[args.index("--function_to_execute") + 1]
+    return functions
 
 
 def test_lineage_module_parses_under_python_3_7():
