@@ -156,17 +156,22 @@ def _json_object(text: str | None) -> dict[str, Any]:
 def argo_template_text(pod: dict[str, Any]) -> str:
     """The pod's Argo template JSON: ARGO_TEMPLATE of main, of an init container, of any container, or
     the template annotation; "" when the pod carries none."""
-    spec = pod.get("spec") or {}
-    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
-    init_containers = [c for c in spec.get("initContainers") or [] if isinstance(c, dict)]
+    spec = pod.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    containers = [c for c in _list(spec.get("containers")) if isinstance(c, dict)]
+    init_containers = [c for c in _list(spec.get("initContainers")) if isinstance(c, dict)]
     main = [c for c in containers if c.get("name") == MAIN_CONTAINER]
     others = [c for c in containers if c.get("name") != MAIN_CONTAINER]
     for container in (*main, *init_containers, *others):
-        for var in container.get("env") or []:
+        for var in _list(container.get("env")):
             if isinstance(var, dict) and var.get("name") == ARGO_TEMPLATE_ENV and isinstance(var.get("value"), str):
                 return str(var["value"])
     annotation = annotations_of(pod).get(ARGO_TEMPLATE_ANNOTATION)
     return annotation if isinstance(annotation, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def argo_artifacts_of(template_text: str) -> str:
@@ -181,9 +186,13 @@ def argo_artifacts_of(template_text: str) -> str:
         holder = template.get(side)
         artifacts = holder.get("artifacts") if isinstance(holder, dict) else None
         paths = {
-            str(artifact["path"]): str(artifact["name"])
-            for artifact in artifacts or []
-            if isinstance(artifact, dict) and artifact.get("name") and artifact.get("path")
+            artifact["path"]: artifact["name"]
+            for artifact in _list(artifacts)
+            if isinstance(artifact, dict)
+            and isinstance(artifact.get("name"), str)
+            and isinstance(artifact.get("path"), str)
+            and artifact["name"]
+            and artifact["path"]
         }
         if paths:
             result[side] = paths

@@ -177,6 +177,7 @@ pod_paths = st.sampled_from(
         ("metadata", "annotations", "wandb.ai/tags"),
         ("metadata", "annotations", "wandb.ai/project"),
         ("metadata", "labels", "wandb.ai/inject"),
+        ("metadata", "annotations", "workflows.argoproj.io/template"),
     ]
 )
 
