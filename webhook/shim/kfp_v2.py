@@ -187,18 +187,19 @@ def record_inputs(recorder, executor):
 def _use_input(recorder, name, reference):
     """The input artifact built as its producer logged it (lineage); online, used by the run.
 
-    Returns its lineage entry (W&B name, type, digest, producer), or None.
+    Returns its lineage entry (W&B name, type, digest, producer), or None; the entry is kept when W&B
+    refuses the use (the config then still says what the run would have used).
     """
+    entry = None
     try:
         uri = reference["uri"]
         path = local_path(uri) if uri else ""
         artifact, entry = lineage.v2_input_artifact(recorder, name, reference, path, is_remote(uri), max_upload_bytes())
         if artifact is not None:
             recorder.use_input_artifact(artifact)
-        return entry
     except Exception as exc:
         say("could not record input artifact " + name + " (" + describe(exc) + ")")
-        return None
+    return entry
 
 
 # --- outputs --------------------------------------------------------------------------------------
