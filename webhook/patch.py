@@ -126,6 +126,8 @@ def wanted_env(
             _value(contract.INIT_TIMEOUT, str(config.init_timeout_seconds)),
             _value(contract.MAX_UPLOAD_BYTES, str(settings.max_upload_bytes)),
         ]
+        if facts.argo_artifacts:
+            env.append(_value(contract.ARGO_ARTIFACTS, facts.argo_artifacts))
     return env
 
 

@@ -19,6 +19,10 @@ KFP_RUN_ID_LABEL = "pipeline/runid"
 KFP_V2_LABEL = "pipelines.kubeflow.org/v2_component"
 KFP_CACHE_HIT_LABEL = "pipelines.kubeflow.org/reused_from_cache"
 KFP_COMPONENT_SPEC_ANNOTATION = "pipelines.kubeflow.org/component_spec"
+#: Where Argo puts the pod's template: env on init containers (3.6+) or on all containers (3.2-3.5),
+#: the pod annotation (<= 3.1).
+ARGO_TEMPLATE_ENV = "ARGO_TEMPLATE"
+ARGO_TEMPLATE_ANNOTATION = "workflows.argoproj.io/template"
 MAIN_CONTAINER = "main"
 #: envFrom sources KFP itself adds to every v2 executor (they hold METADATA_GRPC_SERVICE_HOST/PORT only).
 KFP_SYSTEM_ENV_FROM = frozenset({"metadata-grpc-configmap"})
@@ -39,6 +43,8 @@ class PodFacts:
     pipeline_name: str
     component_name: str
     has_component_spec: bool
+    #: KFP v1: compact JSON of the template's input/output artifacts (path -> Argo name); "" when none.
+    argo_artifacts: str = ""
 
 
 def labels_of(pod: dict[str, Any]) -> dict[str, str]:
@@ -160,6 +166,55 @@ def _json_object(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def argo_template_text(pod: dict[str, Any]) -> str:
+    """The pod's Argo template JSON: ARGO_TEMPLATE of main, of an init container, of any container, or
+    the template annotation; "" when the pod carries none."""
+    spec = pod.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    containers = [c for c in _list(spec.get("containers")) if isinstance(c, dict)]
+    init_containers = [c for c in _list(spec.get("initContainers")) if isinstance(c, dict)]
+    main = [c for c in containers if c.get("name") == MAIN_CONTAINER]
+    others = [c for c in containers if c.get("name") != MAIN_CONTAINER]
+    for container in (*main, *init_containers, *others):
+        for var in _list(container.get("env")):
+            if isinstance(var, dict) and var.get("name") == ARGO_TEMPLATE_ENV and isinstance(var.get("value"), str):
+                return str(var["value"])
+    annotation = annotations_of(pod).get(ARGO_TEMPLATE_ANNOTATION)
+    return annotation if isinstance(annotation, str) else ""
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def argo_artifacts_of(template_text: str) -> str:
+    """`{"inputs": {path: name}, "outputs": {path: name}}` of an Argo template, as compact JSON.
+
+    Only names and paths are kept (the template itself can be tens of KB). "" when the template has no
+    artifacts, cannot be read, or the result would exceed contract.ARGO_ARTIFACTS_MAX_CHARS.
+    """
+    template = _json_object(template_text)
+    result: dict[str, dict[str, str]] = {}
+    for side in ("inputs", "outputs"):
+        holder = template.get(side)
+        artifacts = holder.get("artifacts") if isinstance(holder, dict) else None
+        paths = {
+            artifact["path"]: artifact["name"]
+            for artifact in _list(artifacts)
+            if isinstance(artifact, dict)
+            and isinstance(artifact.get("name"), str)
+            and isinstance(artifact.get("path"), str)
+            and artifact["name"]
+            and artifact["path"]
+        }
+        if paths:
+            result[side] = paths
+    if not result:
+        return ""
+    text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= contract.ARGO_ARTIFACTS_MAX_CHARS else ""
+
+
 def read_facts(pod: dict[str, Any]) -> PodFacts:
     """Everything the selector and the patch builder need to know about the pod, read once."""
     pod_labels = labels_of(pod)
@@ -178,4 +233,5 @@ def read_facts(pod: dict[str, Any]) -> PodFacts:
         pipeline_name=pipeline_name_of(flags.get("pipeline_name", "")),
         component_name=_component_name(pod, kind, flags, node_name),
         has_component_spec=KFP_COMPONENT_SPEC_ANNOTATION in pod_annotations,
+        argo_artifacts=argo_artifacts_of(argo_template_text(pod)) if kind == contract.KIND_V1_COMPONENT else "",
     )

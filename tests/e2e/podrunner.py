@@ -160,7 +160,9 @@ def run_main_container(
     """The main container's process, with its resolved env, its mounts under `work` and `python3` = python."""
     main = container(pod)
     mapped = mounts(main, work)
-    env = {name: in_mounts(value, mapped) for name, value in resolve_env(pod, main, read_secret).items()}
+    # values holding container paths (WANDB_KFP_ARGO_ARTIFACTS) move with the argv's paths
+    resolved = resolve_env(pod, main, read_secret)
+    env = {name: relocate(in_mounts(value, mapped), work) for name, value in resolved.items()}
     bin_dir = work / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name in ("python3", "python"):

@@ -136,8 +136,8 @@ def test_v1_step_admitted_then_run_records_inputs_outputs_and_files(
         assert run.summary[f"{function}.{output}"] == value
     for input_name in entry.get("input_files") or {}:
         assert run.config[input_name]["artifact"] == "referenced"
-    if name == "v1-count-lines":
-        assert run.artifact("count_lines.summary")["entries"]
+    if name == "v1-count-lines":  # named after the Argo artifact the webhook read from the template
+        assert run.artifact("count-lines-summary")["entries"]
 
 
 @pytest.mark.timeout(900)
@@ -171,4 +171,4 @@ def test_v2_step_admitted_then_run_records_parameters_artifacts_and_metrics(
         elif schemas[output] == "system.ClassificationMetrics":  # W&B charts
             assert run.summary[f"{output}.confusion_matrix_table"]["nrows"] == 4
         else:
-            assert run.artifact(f"{entry['function']}.{output}")["type"] == schemas[output]
+            assert run.artifact(f"{entry['component']}.{output}")["type"] == schemas[output]  # <task>.<output>

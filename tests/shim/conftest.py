@@ -22,6 +22,7 @@ import pytest
 from tests.fixtures.pods import index_entry, load_pod, main_command, resolved_component_command
 from tests.shim.support import install_shim, shim_lines
 from tests.support.venvs import ensure_venv
+from webhook.podfacts import read_facts
 from webhook.shim import contract
 
 #: The KFP v2 venv the tests record with: the image's own wandb (0.31.0) next to kfp 2.17.3.
@@ -84,25 +85,29 @@ class ComponentCase:
     def work(self) -> Path:
         return self.base / "work"
 
-    def argv(self) -> list[str]:
-        pod = load_pod(self.name)
+    def replacements(self) -> list[tuple[str, str]]:
+        """Pod paths -> places in the work directory (argv and WANDB_KFP_ARGO_ARTIFACTS alike)."""
         work = str(self.work)
-        if self.entry["kind"] == contract.KIND_V1_COMPONENT:
-            argv = main_command(pod)
-        else:
-            argv = resolved_component_command(pod)
-        replacements = [
+        return [
             ("minio://", work + "/minio/"),
             ("/tmp/kfp_outputs", work + "/kfp_outputs"),
             ("/tmp/kfp/outputs", work + "/kfp/outputs"),
             ("/tmp/inputs", work + "/inputs"),
             ("/tmp/outputs", work + "/outputs"),
         ]
-        rewritten = []
-        for arg in argv:
-            for old, new in replacements:
-                arg = arg.replace(old, new)
-            rewritten.append(arg)
+
+    def _local(self, text: str) -> str:
+        for old, new in self.replacements():
+            text = text.replace(old, new)
+        return text
+
+    def argv(self) -> list[str]:
+        pod = load_pod(self.name)
+        if self.entry["kind"] == contract.KIND_V1_COMPONENT:
+            argv = main_command(pod)
+        else:
+            argv = resolved_component_command(pod)
+        rewritten = [self._local(arg) for arg in argv]
         return self.rewrite(rewritten) if self.rewrite else rewritten
 
     def pod_env(self) -> dict[str, str]:
@@ -119,6 +124,9 @@ class ComponentCase:
         spec = pod["metadata"].get("annotations", {}).get("pipelines.kubeflow.org/component_spec")
         if spec:
             env[contract.COMPONENT_SPEC] = spec
+        argo_artifacts = read_facts(pod).argo_artifacts  # paths rewritten in run(), as in argv
+        if argo_artifacts:
+            env[contract.ARGO_ARTIFACTS] = argo_artifacts
         return env
 
     def _prepare_inputs(self) -> None:
@@ -156,6 +164,8 @@ class ComponentCase:
         env["HOME"] = str(self.base / "home")
         env["PIP_NO_INDEX"] = "1"  # the fixtures' pip steps must be satisfied from the venv, offline
         env.update(self.pod_env())
+        if contract.ARGO_ARTIFACTS in env:
+            env[contract.ARGO_ARTIFACTS] = self._local(env[contract.ARGO_ARTIFACTS])
         env[contract.WANDB_DIR] = str(wandb_dir)
         env[contract.WANDB_MODE] = "offline"
         if shim:

@@ -51,11 +51,24 @@ def test_v1_output_path_file_is_logged_as_artifact(component):
     recorded = case.run(shim=True)
     assert recorded.returncode == 0, recorded.stderr
     run = read_only_run(recorded.wandb_dir)
-    artifact = run.artifact("count_lines.summary")
+    artifact = run.artifact("count-lines-summary")  # the Argo artifact's name (lineage)
     written = recorded.files["outputs/summary/data"]
     assert [entry["size"] for entry in artifact["entries"]] == [len(written)]
+    assert artifact["type"] == "String" and artifact["metadata"]["kfp_output"] == "summary"
     assert run.config["prefix"] == "lines"
     assert run.summary["count_lines.Output"] == 3
+    entry = run.config["kubeflow"]["inputs"]["text"]  # a pipeline-level input: Argo names it `text`
+    assert (entry["artifact"], entry["argo_artifact"], entry["type"]) == ("text", "text", "String")
+
+
+def test_v1_without_argo_artifacts_keeps_component_names(component):
+    """A pod the webhook found no Argo template in (hand-written): `<component>.<output>` as before."""
+    recorded = component("v1-count-lines").run(shim=True, extra_env={contract.ARGO_ARTIFACTS: None})
+    assert recorded.returncode == 0, recorded.stderr
+    run = read_only_run(recorded.wandb_dir)
+    assert run.artifact("count_lines.summary")["type"] == "String"
+    entry = run.config["kubeflow"]["inputs"]["text"]
+    assert entry["artifact"] == "text" and "argo_artifact" not in entry
 
 
 def test_v1_without_component_spec_uses_argument_names(component):

@@ -43,8 +43,8 @@ def test_v2_component_outcome_unchanged_and_recorded(component, name):
         assert run.summary[function + "." + key] == value
     for output, expected in (entry.get("output_artifacts") or {}).items():
         schema = expected["schema_title"]
-        if "content" in expected:
-            artifact = run.artifact(function + "." + output)
+        if "content" in expected:  # named `<task>.<output>` from its URI (lineage)
+            artifact = run.artifact(entry["component"] + "." + output)
             assert artifact["type"] == schema
             assert [e["size"] for e in artifact["entries"]] == [len(expected["content"].encode())]
             for key, value in (expected.get("metadata") or {}).items():

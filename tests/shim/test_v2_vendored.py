@@ -43,7 +43,7 @@ def test_v2_component_recorded_with_vendored_wandb(shim_with_payload, tmp_path, 
         assert run.summary["accuracy"] == 0.75
         assert run.config["_wandb"]["visualize"]["classification.roc"]["panel_type"] == "Vega2"
     else:
-        dataset = run.artifact("make_dataset.dataset")
+        dataset = run.artifact("make-dataset.dataset")  # <task>.<output>, from the URI
         assert dataset["type"] == "system.Dataset"
         assert dataset["metadata"]["rows"] == 4
 

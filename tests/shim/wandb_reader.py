@@ -162,6 +162,7 @@ def read_run(path: Path | str) -> RunFile:
                 {
                     "name": artifact.name,
                     "type": artifact.type,
+                    "digest": artifact.digest,
                     "metadata": _decode(artifact.metadata) or {},
                     "entries": [
                         {"path": entry.path, "ref": entry.ref, "size": entry.size, "digest": entry.digest}

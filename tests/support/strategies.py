@@ -175,6 +175,7 @@ scatter_paths = st.sampled_from(
         ("metadata", "annotations", "wandb.ai/tags"),
         ("metadata", "annotations", "wandb.ai/project"),
         ("metadata", "labels", "wandb.ai/inject"),
+        ("metadata", "annotations", "workflows.argoproj.io/template"),
     ]
 )
 arbitrary_changes = st.tuples(scatter_paths, json_values).map(lambda pair: _scatter(*pair))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import jsonpatch
 import pytest
@@ -322,3 +323,27 @@ def test_offline_volume_is_left_out_when_its_name_or_path_is_taken():
     assert contract.WANDB_DIR not in env_of(main_of(mutated))
     assert any("offline runs stay in the pod" in warning for warning in evaluation.warnings)
     assert evaluation.injection.with_shim
+
+
+def test_v1_component_gets_its_argo_artifacts_for_lineage():
+    mutated, _ = injected(fixture_pods.load_pod("v1-count-lines"))
+    value = env_of(main_of(mutated))[contract.ARGO_ARTIFACTS]["value"]
+    assert json.loads(value)["outputs"]["/tmp/outputs/summary/data"] == "count-lines-summary"
+    assert json.loads(value)["inputs"] == {"/tmp/inputs/text/data": "text"}
+
+
+@pytest.mark.parametrize("kind", [contract.KIND_V2_EXECUTOR, contract.KIND_ARGO])
+def test_argo_artifacts_only_for_v1_components(kind):
+    mutated, _ = injected(first_of(kind))
+    assert contract.ARGO_ARTIFACTS not in env_of(main_of(mutated))
+
+
+def test_argo_artifacts_not_set_without_the_shim_nor_over_the_pods_own_value():
+    pod = fixture_pods.load_pod("v1-count-lines")
+    pod["metadata"]["annotations"]["wandb.ai/shim"] = "disabled"
+    mutated, _ = injected(pod)
+    assert contract.ARGO_ARTIFACTS not in env_of(main_of(mutated))
+    pod = fixture_pods.load_pod("v1-count-lines")
+    main_of(pod)["env"].append({"name": contract.ARGO_ARTIFACTS, "value": "{}"})
+    mutated, _ = injected(pod)
+    assert env_of(main_of(mutated))[contract.ARGO_ARTIFACTS]["value"] == "{}"

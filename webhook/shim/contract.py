@@ -73,6 +73,12 @@ WORKFLOW_NAME = "WANDB_KFP_WORKFLOW"
 NODE_NAME = "WANDB_KFP_NODE_NAME"
 #: KFP v1 component spec JSON, from annotation pipelines.kubeflow.org/component_spec (downward API).
 COMPONENT_SPEC = "WANDB_KFP_COMPONENT_SPEC"
+#: KFP v1 only: the Argo artifacts of the pod's template as compact JSON
+#: `{"inputs": {<path>: <Argo artifact name>}, "outputs": {<path>: <Argo artifact name>}}`, so producer and
+#: consumer name a W&B artifact alike (lineage).
+ARGO_ARTIFACTS = "WANDB_KFP_ARGO_ARTIFACTS"
+#: The webhook leaves ARGO_ARTIFACTS out, and the shim ignores it, above this many characters.
+ARGO_ARTIFACTS_MAX_CHARS = 64 * 1024
 #: Seconds wandb.init may take before the shim falls back to offline mode.
 INIT_TIMEOUT = "WANDB_KFP_INIT_TIMEOUT"
 #: Largest local output artifact file, in bytes, the shim uploads (larger ones are logged by reference).

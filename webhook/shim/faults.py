@@ -15,6 +15,7 @@ STAGES = (
     "import_wandb",  # importing wandb when the component starts
     "init",  # starting the W&B run
     "inputs",  # recording inputs (config, input artifacts)
+    "lineage",  # recording the inputs' lineage entries (config["kubeflow"]["inputs"])
     "outputs",  # recording outputs (summary, output artifacts) after success
     "failure",  # recording the component's exception
     "finish",  # finishing the run

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-from . import contract, faults
+from . import contract, faults, lineage
 from .messages import describe, say
 from .recorder import (
     KFP_LINK_KEY,
@@ -199,6 +199,7 @@ def record_inputs(recorder, plan, kwargs):
         if dest in kwargs:
             config[name] = kwargs[dest]
     limit = max_upload_bytes()
+    lineage_entries = {}
     for dest, (name, type_name) in plan.input_paths.items():
         path = kwargs.get(dest)
         if not path:
@@ -208,15 +209,15 @@ def record_inputs(recorder, plan, kwargs):
             reference["bytes"] = _size(path)
         used = False
         try:
-            if os.path.exists(path) and not recorder._is_offline():
-                artifact = recorder.new_artifact(name, type_name)
-                recorder.add_local(artifact, path, limit)
+            if os.path.exists(path):
+                artifact, lineage_entries[name] = lineage.v1_input_artifact(recorder, name, type_name, path, limit)
                 used = recorder.use_input_artifact(artifact)
         except Exception as exc:
             say("could not record input artifact " + name + " (" + describe(exc) + ")")
         reference["artifact"] = "used" if used else "referenced"
         config[name] = reference
     recorder.update_config(config)
+    lineage.record_input_lineage(recorder, lineage_entries)
 
 
 def record_outputs(recorder, plan, kwargs, result):
@@ -240,8 +241,7 @@ def record_outputs(recorder, plan, kwargs, result):
         try:
             if _normalise(name) in METRICS_OUTPUT_NAMES:
                 recorder.update_summary(_kfp_v1_metrics(path))
-            artifact = recorder.new_artifact(component + "." + name, type_name or "kfp_output", {"path": path})
-            recorder.add_local(artifact, path, limit)
+            artifact = lineage.v1_output_artifact(recorder, name, type_name, path, limit)
             recorder.log_output_artifact(artifact)
         except Exception as exc:
             say("could not record output artifact " + name + " (" + describe(exc) + ")")

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from . import contract, faults
+from . import contract, faults, lineage
 from .messages import describe, say
 from .recorder import (
     KFP_LINK_KEY,
@@ -170,33 +170,36 @@ def record_inputs(recorder, executor):
     """config = input parameter values + a reference per input artifact (also used online)."""
     inputs = _executor_input(executor).get("inputs") or {}
     config = dict(inputs.get("parameterValues") or {})
+    lineage_entries = {}
     for name, holder in (inputs.get("artifacts") or {}).items():
         runtime_artifacts = (holder or {}).get("artifacts") or []
         references = [artifact_reference(item) for item in runtime_artifacts]
         if not references:
             continue
         config[name] = references[0] if len(references) == 1 else references
-        for reference in references:
-            _use_input(recorder, name, reference)
+        entries = [entry for entry in (_use_input(recorder, name, reference) for reference in references) if entry]
+        if entries:
+            lineage_entries[name] = entries[0] if len(references) == 1 else entries
     recorder.update_config(config)
+    lineage.record_input_lineage(recorder, lineage_entries)
 
 
 def _use_input(recorder, name, reference):
-    """Online: record the input artifact as used by the run (by reference, nothing is uploaded)."""
+    """The input artifact built as its producer logged it (lineage); online, used by the run.
+
+    Returns its lineage entry (W&B name, type, digest, producer), or None; the entry is kept when W&B
+    refuses the use (the config then still says what the run would have used).
+    """
+    entry = None
     try:
-        if recorder._is_offline():
-            return
-        artifact = recorder.new_artifact(name, reference["schemaTitle"], reference["metadata"])
         uri = reference["uri"]
-        if is_remote(uri):
-            recorder.add_remote(artifact, uri)
-        elif uri and os.path.exists(local_path(uri)):
-            artifact.add_reference("file://" + os.path.abspath(local_path(uri)), checksum=False)
-        else:
-            return
-        recorder.use_input_artifact(artifact)
+        path = local_path(uri) if uri else ""
+        artifact, entry = lineage.v2_input_artifact(recorder, name, reference, path, is_remote(uri), max_upload_bytes())
+        if artifact is not None:
+            recorder.use_input_artifact(artifact)
     except Exception as exc:
         say("could not record input artifact " + name + " (" + describe(exc) + ")")
+    return entry
 
 
 # --- outputs --------------------------------------------------------------------------------------
@@ -268,11 +271,8 @@ def record_output_artifact(recorder, name, reference, limit):
         recorder.log({name: recorder.wandb.Html(text)})
     if not exists:
         return
-    artifact = recorder.new_artifact(recorder.component + "." + name, schema, dict(metadata, uri=uri))
-    if is_remote(uri):
-        recorder.add_remote(artifact, uri)
-    else:
-        recorder.add_local(artifact, path, limit)
+    metadata = dict(metadata, uri=uri)
+    artifact = lineage.v2_output_artifact(recorder, name, schema, metadata, uri, path, is_remote(uri), limit)
     recorder.log_output_artifact(artifact)
 
 
