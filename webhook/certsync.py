@@ -525,8 +525,9 @@ def api_client_for(kubeconfig: Path | None) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for the words after `wandb-kfp-webhook certs sync`."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from webhook import logs
+
+    logs.configure(str(args.log_level))
     try:
         policy = policy_from_args(args)
     except ValueError as problem:

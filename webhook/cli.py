@@ -171,13 +171,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook.app import create_app
 
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-    ca_hint = f"--cacert {DEV_CERTS_DIR / 'ca.crt'} " if args.dev else ""
-    print(
-        f"wandb-kfp-webhook listening on https://{shown_host}:{settings.port}\n"
-        f"  try: curl {ca_hint}https://{shown_host}:{settings.port}/healthz\n"
-        f"       wandb-kfp-webhook preview tests/fixtures/pods/<pod>.yaml",
-        flush=True,
-    )
+    if args.dev:  # a person at a terminal: say how to try it
+        print(
+            f"wandb-kfp-webhook listening on https://{shown_host}:{settings.port}\n"
+            f"  try: curl --cacert {DEV_CERTS_DIR / 'ca.crt'} https://{shown_host}:{settings.port}/healthz\n"
+            f"       wandb-kfp-webhook preview tests/fixtures/pods/<pod>.yaml",
+            flush=True,
+        )
+    else:  # a pod: one JSON log line like every other
+        logging.getLogger("webhook.cli").info("serving", extra={"host": settings.host, "port": settings.port})
     try:
         # Each worker builds its app from this settings object after the fork (its own namespace watch).
         serving.serve(

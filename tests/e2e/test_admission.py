@@ -378,6 +378,9 @@ def test_dry_run_probe_pods_show_env_only_for_plain_argo_pods(deployed, apiserve
 def test_server_logs_say_what_was_injected_and_nothing_of_the_pods(deployed):
     assert deployed.server is not None
     logs = deployed.server.logs()
-    assert "injected uid=" in logs
+    entries = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert len(entries) == len([line for line in logs.splitlines() if line.strip()]), "every line is one JSON object"
+    injected = [entry for entry in entries if entry["message"] == "injected"]
+    assert injected and all({"uid", "kind", "reason"} <= set(entry) for entry in injected)
     for leak in ("PRIVATE KEY", "secretKeyRef", "component_spec", "executor_input", "Traceback"):
         assert leak not in logs

@@ -66,6 +66,7 @@ def test_every_values_set_passes_server_side_dry_run(apiserver: Cluster, helm_bi
         "provided": [],
         "custom-selector": [],
         "ha": ["ServiceMonitor"],
+        "locked": [],
     }
     assert skipped == expected_skips[value_set], f"CRD kinds not validated here: {skipped}"
 
