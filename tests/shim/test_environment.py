@@ -50,3 +50,18 @@ def test_defaults_never_reach_a_process_that_is_not_a_component(tmp_path, shim_d
         check=True,
     ).stdout.strip()
     assert printed == "None"
+
+
+@pytest.mark.parametrize("name", ["v1-count-lines", "v2-train"])
+def test_a_home_that_cannot_be_written_changes_nothing_the_component_shows(component, name):
+    """OpenShift's arbitrary UIDs get HOME=/ (not writable): wandb must neither print its log on the
+    component's stderr nor fail to stage artifacts. A file as HOME is unwritable even for root."""
+    case = component(name)
+    unwritable = {"HOME": "/proc/version"}
+    baseline = case.run(shim=False, extra_env=unwritable)
+    recorded = case.run(shim=True, extra_env=unwritable)
+    assert baseline.returncode == 0, baseline.stderr
+    assert recorded.outcome() == baseline.outcome()
+    assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0], recorded.shim_lines
+    run = read_only_run(recorded.wandb_dir)
+    assert run.exit_code == 0 and run.artifacts, "the output artifact was staged and logged"

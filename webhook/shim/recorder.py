@@ -196,7 +196,8 @@ class Recorder:
             if self.wandb is None:
                 return False
             faults.check("init")
-            self.run = self._init_run()
+            with environment.writable_wandb_dirs(self._run_base_dir()):
+                self.run = self._init_run()
             if self.run is None:
                 return False
             self._adopt_user_calls()
@@ -230,6 +231,11 @@ class Recorder:
             os.makedirs(contract.DEFAULT_RUN_DIR, exist_ok=True)
             kwargs["dir"] = contract.DEFAULT_RUN_DIR
         return kwargs
+
+    @staticmethod
+    def _run_base_dir():
+        """Where the run's files go (WANDB_DIR, else the shim's default), for wandb's own directories."""
+        return env(contract.WANDB_DIR) or contract.DEFAULT_RUN_DIR
 
     def _settings(self, mode):
         """wandb.Settings that keep wandb silent and bound the online start; tolerant of older wandb."""
