@@ -5,6 +5,11 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# Empty by default: the build downloads from PyPI and builds the vendored-wandb payload itself.
+# `make image` builds offline instead: it mounts a wheelhouse and an already built payload (podman build
+# --volume) and names them here (image-build.sh --wheelhouse / --payload-from).
+ARG WKW_WHEELHOUSE=""
+ARG WKW_PAYLOAD_FROM=""
 WORKDIR /src
 COPY pyproject.toml README.md image-build.sh ./
 COPY webhook ./webhook
