@@ -58,16 +58,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             session.config.stash[_STATE] = {"error": error, "components": {}}
 
 
-@pytest.fixture(scope="session")
-def images(request: pytest.FixtureRequest) -> dict[str, Any]:
-    state = request.config.stash.get(_STATE, None)
+def _state(config: pytest.Config) -> dict[str, Any]:
+    state = config.stash.get(_STATE, None)
     if state is None:
-        state = _build_all()
-        request.config.stash[_STATE] = state
+        state = config.stash[_STATE] = _build_all()
+    return state
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip here rather than in a fixture, so the report folds every test of the tier into one line."""
+    state = _state(item.config)
     if "unavailable" in state:
         if os.environ.get("WKW_CONTAINERS_REQUIRED") == "1":
             pytest.fail(f"containers unavailable and WKW_CONTAINERS_REQUIRED=1: {state['unavailable']}")
-        pytest.skip(f"containers unavailable here: {state['unavailable']}")
+        pytest.skip(f"container tier: this machine cannot run containers: {state['unavailable']}")
+
+
+@pytest.fixture(scope="session")
+def images(request: pytest.FixtureRequest) -> dict[str, Any]:
+    state = _state(request.config)
     if "error" in state:
         raise state["error"]
     return state

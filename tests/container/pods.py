@@ -100,12 +100,12 @@ class PodSandbox:
     pod: dict[str, Any]
     root: Path
     objects: PodObjects = field(default_factory=PodObjects)
-    uid: str = field(default_factory=lambda: str(uuid.UUID(int=0x5EED)))
+    pod_uid: str = field(default_factory=lambda: str(uuid.UUID(int=0x5EED)))
     keep_containers: bool = False
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.pod.setdefault("metadata", {}).setdefault("uid", self.uid)
+        self.pod.setdefault("metadata", {}).setdefault("uid", self.pod_uid)
         self._volumes: dict[str, Path] = {}
         for volume in self.pod["spec"].get("volumes", []):
             self._volumes[volume["name"]] = self._make_volume(volume)
@@ -256,6 +256,12 @@ class PodSandbox:
         if seccomp == "Unconfined":
             flags += ["--security-opt", "seccomp=unconfined"]
         return flags, uid
+
+    def run_as_uid(self, name: str, image: str | None = None) -> int:
+        """The UID container `name` runs as: its securityContext, else the image's user (-1: not numeric)."""
+        container = self.container(name)
+        image_user = podman("image", "inspect", "--format", "{{.Config.User}}", image or container["image"])
+        return self.security(container, image_user.stdout.strip())[1]
 
     def mounts(self, container: dict[str, Any]) -> list[str]:
         flags: list[str] = []

@@ -121,6 +121,7 @@ def test_component_outcome_unchanged_and_run_recorded(
 ):  # type: ignore[no-untyped-def]
     case = _case(fixture, minor, component_image(minor), webhook_config, tmp_path)
     _baseline, injected = _compared(case)
+    assert injected.sandbox.run_as_uid("main") == 0, "no securityContext and no USER in the image: root"
     _report(minor, fixture, injected, capsys)
     expected = EXPECTED[minor]
     if expected.recorded:
@@ -156,6 +157,7 @@ def test_component_as_arbitrary_non_root_user(fixture, component_image, webhook_
     minor = "3.11"
     case = _case(fixture, minor, component_image(minor), webhook_config, tmp_path, run_as=NON_ROOT)
     _baseline, injected = _compared(case)
+    assert injected.sandbox.run_as_uid("main") == NON_ROOT[0]
     assert f"--user {NON_ROOT[0]}:{NON_ROOT[1]}" in " ".join(injected.sandbox.run_args("main"))
     _assert_recorded(case, injected, minor)
 

@@ -64,7 +64,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def rendered(helm: Path, webhook_image: BuiltImage, certificates: dict[str, Any]):  # type: ignore[no-untyped-def]
+def rendered(webhook_image: BuiltImage, helm: Path, certificates: dict[str, Any]):  # type: ignore[no-untyped-def]
     from tests.chart.render import template
 
     ca = (certificates["dir"] / "ca.crt").read_bytes()
@@ -125,7 +125,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(rendered, webhook_image: BuiltImage, certificates: dict[str, Any], tmp_path_factory) -> Iterator[Served]:  # type: ignore[no-untyped-def]
+def served(webhook_image: BuiltImage, rendered, certificates: dict[str, Any], tmp_path_factory) -> Iterator[Served]:  # type: ignore[no-untyped-def]
     from tests.chart.render import NAMESPACE
 
     deployment = rendered.one("Deployment")
@@ -284,9 +284,28 @@ def test_init_container_installs_the_shim_into_the_pods_emptydir(
     again = sandbox.run(SHIM_INIT_CONTAINER)
     assert again.returncode == 0, again.stderr
     assert _file_figures(shim) == (files, copied)
+
+    # Its memory: the peak RSS of the same command in a fresh pod stays under the injected memory limit
+    # (this machine's podman cannot enforce limits: its cgroup v1 hierarchy has no memory controller).
+    fresh = PodSandbox(preview(load_pod("v1-count-lines"), webhook_config, tmp_path / "fresh"), tmp_path / "pod2")
+    measured = fresh.run(SHIM_INIT_CONTAINER, argv=["python3", "-c", _PEAK_RSS, *init["command"]])
+    assert measured.returncode == 0, measured.stderr
+    peak_kib = int(measured.stderr.strip().splitlines()[-1].split("=")[1])
+    limit = _quantity(init["resources"]["limits"]["memory"])
+    assert peak_kib * 1024 < limit
     with capsys.disabled():
         print(
-            f"\n[container] init container: first copy {first.seconds:.1f} s, rerun {again.seconds:.1f} s; "
+            f"\n[container] init container: first copy {first.seconds:.1f} s, rerun {again.seconds:.1f} s, "
+            f"peak RSS {peak_kib / 1024:.0f} MiB (limit {limit / 2**20:.0f} MiB); "
             f"shim in the emptyDir: {files} files, {copied} bytes ({copied / 2**20:.0f} MiB)"
         )
     shutil.rmtree(tmp_path / "pod", ignore_errors=True)
+    shutil.rmtree(tmp_path / "pod2", ignore_errors=True)
+
+
+#: Runs a command and prints its peak resident set size (KiB) as the last stderr line.
+_PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print('peak-rss-kib=%d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
