@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # wandb-kfp-webhook: the admission server, the certificate sync and the shim it injects, in one image.
 # Every build step lives in image-build.sh (tests/unit/test_image_build.py runs the same script).
+# `make image` builds this file with podman without a registry (PYTHON_IMAGE: a Debian base it assembles);
+# the container tier (tests/container) runs the result as the Helm chart does.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build

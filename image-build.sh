@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every step of the container image's build, as one script the Dockerfile runs and the tests run too
-# (into a temporary prefix), so the image's layout is tested without a Docker engine.
+# (into a temporary prefix, tests/unit/test_image_build.py); `make image` and tests/container build the
+# Dockerfile itself with podman.
 #
 #   image-build.sh [--prefix DIR] [--source DIR] [--python PYTHON] [--payload-from DIR] [--wheelhouse DIR]
 #

@@ -51,6 +51,7 @@ from tests.container.podman import (
     log,
     nice,
     podman,
+    run_in,
     save_archive,
 )
 from tests.support.venvs import cache_lock, cache_root, find_python
@@ -105,6 +106,8 @@ COMPONENT_REPOSITORY = "localhost/wkw-component"
 #: Where the webhook build sees the wheelhouse and the payload (their keys are in the path, so podman's
 #: layer cache, which hashes build arguments but not mounted files, sees a change).
 BUILD_MOUNT = "/wkw-build"
+#: Where the image holds the laid-out shim (the init container copies it; Settings.shim_image_layout_path).
+SHIM_IN_IMAGE = "/opt/wandb-kfp-webhook/shim"
 #: The webhook venv's Python: the one of the `wkw-debian-python` base (bookworm's python3).
 WEBHOOK_PYTHON_MINOR = "3.11"
 #: Packages a v1 fixture installs at run time (packages_to_install); preinstalled so pip is satisfied offline.
@@ -374,16 +377,13 @@ def ensure_webhook_image() -> BuiltImage:
     def build() -> None:
         wheels_at = f"{BUILD_MOUNT}/{wheels.name}"
         payload_at = f"{BUILD_MOUNT}/{payload.name}"
-        output = podman_build(
+        podman_build(
             REPO,
             name,
             containerfile=REPO / "Dockerfile",
             build_args={"PYTHON_IMAGE": base.name, "WKW_WHEELHOUSE": wheels_at, "WKW_PAYLOAD_FROM": payload_at},
             volumes=[(wheels, wheels_at), (payload, payload_at)],
         )
-        found = re.search(r"^payload-size-bytes=(\d+)$", output, flags=re.MULTILINE)
-        if found:
-            (images_dir() / "archives" / f"{name.rsplit(':', 1)[1]}.payload-size").write_text(found.group(1))
 
     return _ensure(name, key, build, info)
 
@@ -556,28 +556,29 @@ def oci_manifest_digest(archive: Path) -> str:
 def write_dist(image: BuiltImage, dist: Path) -> dict[str, str]:
     """dist/wandb-kfp-webhook-<version>.oci.tar (gzip layers), named localhost/wandb-kfp-webhook:<version>,
     and beside it a .json with its size, the image's size in local storage, the manifest digest and the
-    shim's size; rewritten only when the image changed."""
+    shim's size (du -sb in the image); both rewritten only when the image changed."""
     version = project_version()
     dist.mkdir(parents=True, exist_ok=True)
     archive = dist / f"wandb-kfp-webhook-{version}.oci.tar"
-    stamp = dist / f"wandb-kfp-webhook-{version}.oci.tar.source"
+    described = dist / f"wandb-kfp-webhook-{version}.oci.tar.json"
     public = f"{WEBHOOK_REPOSITORY}:{version}"
     podman("tag", image.name, public)
-    if not (archive.is_file() and stamp.is_file() and stamp.read_text().strip() == image.name):
-        save_archive(public, archive)
-        stamp.write_text(image.name + "\n")
+    if archive.is_file() and described.is_file():
+        facts: dict[str, str] = json.loads(described.read_text())
+        if facts.get("built-as") == image.name:
+            return facts
+    save_archive(public, archive)
+    shim_bytes = run_in(image.name, "-sb", SHIM_IN_IMAGE, entrypoint="du").split()[0]
     facts = {
         "archive": str(archive),
         "image": public,
         "built-as": image.name,
         "archive-bytes": str(archive.stat().st_size),
         "storage-bytes": str(image_size(image.name)),
+        "shim-bytes": shim_bytes,
         "digest": oci_manifest_digest(archive),
     }
-    size_file = images_dir() / "archives" / f"{image.name.rsplit(':', 1)[1]}.payload-size"
-    if size_file.is_file():
-        facts["shim-payload-bytes"] = size_file.read_text().strip()
-    (dist / f"wandb-kfp-webhook-{version}.oci.tar.json").write_text(json.dumps(facts, indent=2) + "\n")
+    described.write_text(json.dumps(facts, indent=2) + "\n")
     return facts
 
 
@@ -599,8 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  tagged {facts['image']}")
             print(f"  {facts['archive']}: {_mib(facts['archive-bytes'])} ({facts['archive-bytes']} bytes, gzip layers)")
             print(f"  in local storage: {_mib(facts['storage-bytes'])}")
-            if "shim-payload-bytes" in facts:
-                print(f"  shim with vendored wandb: {_mib(facts['shim-payload-bytes'])}")
+            print(f"  shim with vendored wandb in it: {_mib(facts['shim-bytes'])} (du -sb)")
             print(f"  manifest digest: {facts['digest']}")
     if args.what in ("components", "all"):
         for minor in COMPONENT_RECIPES:
