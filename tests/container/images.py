@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.container.podman import (
+    GLOBAL_FLAGS,
     ULIMITS,
     ensure_tools,
     image_exists,
@@ -263,7 +264,7 @@ def podman_build(
     extra_tags: Sequence[str] = (),
 ) -> str:
     """podman build with no network and this machine's runtime settings; returns the build log."""
-    command = ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "build", "--network=none", *ULIMITS]
+    command = ["podman", *GLOBAL_FLAGS, "build", "--network=none", *ULIMITS]
     if containerfile is not None:
         command += ["-f", str(containerfile)]
     for name, value in (build_args or {}).items():
