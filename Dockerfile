@@ -1,10 +1,17 @@
 # syntax=docker/dockerfile:1
 # wandb-kfp-webhook: the admission server, the certificate sync and the shim it injects, in one image.
 # Every build step lives in image-build.sh (tests/unit/test_image_build.py runs the same script).
+# `make image` builds this file with podman without a registry (PYTHON_IMAGE: a Debian base it assembles);
+# the container tier (tests/container) runs the result as the Helm chart does.
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+# Empty by default: the build downloads from PyPI and builds the vendored-wandb payload itself.
+# `make image` builds offline instead: it mounts a wheelhouse and an already built payload (podman build
+# --volume) and names them here (image-build.sh --wheelhouse / --payload-from).
+ARG WKW_WHEELHOUSE=""
+ARG WKW_PAYLOAD_FROM=""
 WORKDIR /src
 COPY pyproject.toml README.md image-build.sh ./
 COPY webhook ./webhook

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export WKW_CACHE ?= $(HOME)/.cache/wandb-kfp-webhook
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint fixtures demo venv clean
+.PHONY: run test bench lint fixtures demo image venv clean
 
 venv: $(STAMP)
 
@@ -23,13 +23,18 @@ run: $(STAMP)
 test: $(STAMP) lint
 	@echo "== kube-apiserver, etcd, kubectl, helm: built from the Go module proxy once, cached in $(WKW_CACHE)/bin"
 	$(PY) -m tests.e2e.binaries
-	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), chart, e2e (real apiserver)"
+	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), chart, e2e (real apiserver), container (podman)"
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check webhook tests benchmarks
 	$(VENV)/bin/ruff format --check webhook
 	$(VENV)/bin/mypy webhook
+
+# The image from the Dockerfile, built offline by podman on a Debian base assembled here (mmdebstrap);
+# writes dist/wandb-kfp-webhook-<version>.oci.tar. podman, runc and mmdebstrap are installed when missing.
+image: $(STAMP)
+	nice $(PY) -m tests.container.images webhook --dist dist
 
 fixtures: $(STAMP)
 	$(PY) -m tests.fixtures.generate
@@ -41,4 +46,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every step of the container image's build, as one script the Dockerfile runs and the tests run too
-# (into a temporary prefix), so the image's layout is tested without a Docker engine.
+# (into a temporary prefix, tests/unit/test_image_build.py); `make image` and tests/container build the
+# Dockerfile itself with podman.
 #
-#   image-build.sh [--prefix DIR] [--source DIR] [--python PYTHON] [--payload-from DIR]
+#   image-build.sh [--prefix DIR] [--source DIR] [--python PYTHON] [--payload-from DIR] [--wheelhouse DIR]
 #
 #   --prefix        where everything goes (default /opt/wandb-kfp-webhook):
 #                     PREFIX/venv   the webhook's virtualenv (wandb-kfp-webhook on PREFIX/venv/bin)
@@ -13,6 +14,8 @@
 #   --python        interpreter for the venv (default python3)
 #   --payload-from  reuse an already built payload (a directory holding site/manifest.json) instead of
 #                   running `shim build-payload` (tests use the cached one; env WKW_PAYLOAD_FROM)
+#   --wheelhouse    install every Python package from the wheels in DIR, without an index (an offline
+#                   build: `make image` downloads them on the host; env WKW_WHEELHOUSE)
 #
 # Prints the installed shim's size (hardlinked files counted once) as the last line:
 #   payload-size-bytes=<N>
@@ -22,6 +25,7 @@ prefix=/opt/wandb-kfp-webhook
 source_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 python=${PYTHON:-python3}
 payload_from=${WKW_PAYLOAD_FROM:-}
+wheelhouse=${WKW_WHEELHOUSE:-}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,12 +33,18 @@ while [ $# -gt 0 ]; do
     --source) source_dir=$2; shift 2 ;;
     --python) python=$2; shift 2 ;;
     --payload-from) payload_from=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --wheelhouse) wheelhouse=$2; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "image-build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
 step() { echo "==> $*" >&2; }
+
+if [ -n "$wheelhouse" ]; then
+  # pip reads these in every call below, including the isolated build of the project itself.
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS="$wheelhouse"
+fi
 
 venv="$prefix/venv"
 shim="$prefix/shim"

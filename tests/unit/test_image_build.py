@@ -158,6 +158,10 @@ def test_dockerfile_runs_the_script_and_points_the_init_container_at_the_shim() 
     assert re.search(r"^USER 65532:65532$", dockerfile, flags=re.MULTILINE)
     final_stage = dockerfile.split("FROM ${PYTHON_IMAGE}\n", 1)[1]
     assert "RUN " not in final_stage, "the final stage only copies: no compilers or build tools enter it"
+    # The offline build's arguments (make image) default to empty: a plain build downloads and builds.
+    build_stage = dockerfile.split("FROM ${PYTHON_IMAGE}\n", 1)[0]
+    for argument in ("WKW_WHEELHOUSE", "WKW_PAYLOAD_FROM"):
+        assert f'ARG {argument}=""' in build_stage and argument not in final_stage
     # The chart's shim_image_layout_path default is where the image holds the shim.
     from webhook.config import Settings
 
