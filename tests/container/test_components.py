@@ -95,7 +95,9 @@ def _assert_recorded(case: ComponentPod, run: PodRun, minor: str) -> None:
         assert recorded.config["prefix"] == entry["inputs"]["prefix"]
         assert recorded.config["text"]["bytes"] == len(entry["input_files"]["text"]["content"].encode())
         written = run.files["tmp/outputs/summary/data"]
-        artifact = recorded.artifact(f"{function}.summary")
+        # Named after its Argo artifact (lineage: the consuming step uses the same name).
+        artifact = next(a for a in recorded.artifacts if (a.get("metadata") or {}).get("kfp_output") == "summary")
+        assert artifact["name"] == "count-lines-summary"
         assert [item["size"] for item in artifact["entries"]] == [len(written)]
     # Offline (no API key Secret in the namespace): one line says where the run is and how to upload it.
     assert len(run.shim_lines) == 1, run.shim_lines
@@ -131,26 +133,7 @@ def test_component_outcome_unchanged_and_run_recorded(
         assert len(injected.shim_lines) == 1 and expected.reason in injected.shim_lines[0], injected.shim_lines
 
 
-#: Known shim defects, by (fixture, user): a strict xfail, so the fix turns it into a failure to remove.
-NON_ROOT_DEFECTS = {
-    "v1-count-lines": (
-        "shim defect: with a HOME it cannot write (a non-root UID without a passwd entry gets HOME=/; a KFP v1 "
-        "pod mounts no HOME scratch volumes, unlike v2), wandb-core prints its whole log to the component's "
-        "stderr ('failed to get logger path ... mkdir /.cache: permission denied') and logging the output "
-        "artifact fails with PermissionError"
-    ),
-}
-
-
-@pytest.mark.parametrize(
-    "fixture",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NON_ROOT_DEFECTS[name]))
-        if name in NON_ROOT_DEFECTS
-        else name
-        for name in PROGRAMS
-    ],
-)
+@pytest.mark.parametrize("fixture", PROGRAMS)
 def test_component_as_arbitrary_non_root_user(fixture, component_image, webhook_config, tmp_path):  # type: ignore[no-untyped-def]
     """The pod's securityContext runs main as a UID with no passwd entry (as OpenShift does): the shim
     reads the volume the init container (UID 65532) wrote, and records into /tmp."""
