@@ -23,7 +23,7 @@ from benchmarks.common import log, median, percentile
 from benchmarks.reviews import opted_in
 from benchmarks.servers import make_certs, start_ours, start_server
 from tests.fixtures import pods as fixture_pods
-from webhook import config as cfg
+from webhook.admission import config as cfg
 
 HOOKED, FLOOR, PLAIN = "bench-hooked", "bench-floor", "bench-plain"
 ECHO_APP = "benchmarks.floor_app:echo_app"

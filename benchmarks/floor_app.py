@@ -1,6 +1,6 @@
 """The floor: a WSGI app that reads the body and answers a canned AdmissionReview response, parsing nothing.
 
-Served by the same `python -m webhook.serving` (gunicorn with the webhook's asyncio worker, same TLS
+Served by the same `python -m tests.support.serve_app` (gunicorn with the webhook's asyncio worker, same TLS
 context, same workers) as the webhook, so `ours / floor` isolates what the webhook's own code costs per request. The
 canned response is a real one (the webhook's answer for the v2-train fixture pod: a ~3 KB JSONPatch),
 so response bytes on the wire are comparable; it is computed once per worker at import.
@@ -19,8 +19,8 @@ def _canned() -> bytes:
     from benchmarks.reviews import admission_review, opted_in
     from tests.fixtures import pods as fixture_pods
     from webhook.admission import review
-    from webhook.config import Settings
-    from webhook.namespaces import StaticNamespaces
+    from webhook.admission.config import Settings
+    from webhook.server.namespaces import StaticNamespaces
 
     pod = opted_in(fixture_pods.load_pod("v2-train"))
     body = json.dumps(admission_review(pod, uid="00000000-0000-0000-0000-000000000000")).encode()

@@ -54,8 +54,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]], metrics: tuple[str, ...]) -
 def inprocess_costs(repeats: int = 5, loops: int = 40) -> dict[str, Any]:
     """`review()` wall time per fixture body in this process (no HTTP, no TLS), median of batches."""
     from webhook.admission import review
-    from webhook.config import Settings
-    from webhook.namespaces import StaticNamespaces
+    from webhook.admission.config import Settings
+    from webhook.server.namespaces import StaticNamespaces
 
     settings, namespaces = Settings(watch_namespaces=False), StaticNamespaces()
     seen: dict[str, Any] = {}
@@ -76,8 +76,8 @@ def inprocess_costs(repeats: int = 5, loops: int = 40) -> dict[str, Any]:
 def inprocess_breakdown() -> dict[str, Any]:
     """Where `review()` spends its time over one pass of the mix (cProfile, cumulative, top 20)."""
     from webhook.admission import review
-    from webhook.config import Settings
-    from webhook.namespaces import StaticNamespaces
+    from webhook.admission.config import Settings
+    from webhook.server.namespaces import StaticNamespaces
 
     settings, namespaces = Settings(watch_namespaces=False), StaticNamespaces()
     mix = review_mix()
@@ -304,8 +304,8 @@ def run(
         servers = {"ours": ours, "floor": floor}
         result["server"] = {
             "workers": ours.workers,
-            "worker_class": "webhook.http_worker.AsyncioWorker (asyncio + h11, one event loop per worker)",
-            "tls": "TLS >= 1.2 (webhook.serving context), ECDSA P-256 dev cert",
+            "worker_class": "webhook.server.worker.AsyncioWorker (asyncio + h11, one event loop per worker)",
+            "tls": "TLS >= 1.2 (webhook.server.tls context), ECDSA P-256 dev cert",
         }
         try:
             for server in servers.values():

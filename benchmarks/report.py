@@ -137,8 +137,8 @@ def _http(http: dict[str, Any]) -> list[str]:
     mix = http["mix"]
     lines = ["", "## 1. Admission webhook under HTTPS load (loopback)", ""]
     lines.append(
-        f"Load generator: {http['load_generator']}. Server: `python -m webhook.serving`, "
-        f"{http['server']['workers']} workers "
+        f"Load generator: {http['load_generator']}. "
+        f"Server: `python -m tests.support.serve_app` (webhook.server.runner), {http['server']['workers']} workers "
         f"({http['server']['worker_class']}), {http['server']['tls']}; the floor is the same server "
         "with a WSGI app that drains the body and answers a canned AdmissionReview response."
     )

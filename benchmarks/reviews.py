@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures import pods as fixture_pods
-from webhook import config as cfg
+from webhook.admission import config as cfg
 
 #: Fixtures also sent without the opt-in label (the "not opted in" path).
 NOT_OPTED_IN = ("v2-add", "v1-add")

@@ -1,6 +1,6 @@
-"""Start the webhook or the floor app as a real `python -m webhook.serving` process over TLS on loopback.
+"""Start the webhook or the floor app as a real `python -m tests.support.serve_app` process over TLS on loopback.
 
-Both servers get the same gunicorn server and worker, TLS context (dev certificates from webhook.certs) and
+Both servers get the same gunicorn server and worker, TLS context (dev certificates from webhook.certificates) and
 workers; only the WSGI app differs. The process handling (own process group, dies with the benchmark,
 SIGTERM then SIGKILL of that group) is tests.support.servers', shared with the tests.
 """
@@ -19,7 +19,7 @@ from tests.support.servers import DevCerts, RunningServer, make_dev_certs, stop_
 from tests.support.servers import start_server as start_process
 
 READY_TIMEOUT_S = 120.0
-OURS_APP = "webhook.app:create_app"
+OURS_APP = "webhook.server.app:create_app"
 FLOOR_APP = "benchmarks.floor_app:app"
 #: The server's own settings: no cluster, so the namespace cache is static and opt-in is by pod label.
 OURS_ENV = {"WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false"}
@@ -74,10 +74,10 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
 ) -> Server:
-    """Start `python -m webhook.serving APP` with TLS and wait until every worker is up."""
+    """Start `python -m tests.support.serve_app APP` with TLS and wait until every worker is up."""
     metrics_dir = Path(tempfile.mkdtemp(prefix="wkw-bench-metrics-"))
     command = [
-        "{python}", "-m", "webhook.serving", "{app_spec}", "--host", "{host}", "--port", "{port}",
+        "{python}", "-m", "tests.support.serve_app", "{app_spec}", "--host", "{host}", "--port", "{port}",
         "--cert-file", "{cert_file}", "--key-file", "{key_file}",
         "--workers", str(workers), *(extra_args or []),
     ]  # fmt: skip

@@ -22,7 +22,7 @@ from tests.fixtures import pods as fixture_pods
 from tests.shim.support import payload_dir, shim_lines
 from tests.shim.wandb_reader import RunFile, read_run
 from tests.support.venvs import ensure_venv
-from webhook import config as cfg
+from webhook.admission import config as cfg
 from webhook.shim import contract
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,8 +25,9 @@ from tests.chart.render import (
     lint,
     template,
 )
-from webhook import certsync, cli
-from webhook.config import Settings, load_settings
+from webhook import cli
+from webhook.admission.config import Settings, load_settings
+from webhook.cli import certs as certs_cli
 
 FULLNAME = f"{RELEASE}-wandb-kfp-webhook"
 SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
@@ -300,15 +301,15 @@ def test_default_self_managed_certificates(rendered: dict[str, Rendered]) -> Non
         }
     ]
     # The init container and the sidecar run the real `certs sync` command line against these objects.
-    init_args = certsync.build_parser().parse_args(container(r, "certs-init")["args"][2:])
-    sidecar_args = certsync.build_parser().parse_args(container(r, "certs-sync")["args"][2:])
+    init_args = certs_cli.build_sync_parser().parse_args(container(r, "certs-init")["args"][2:])
+    sidecar_args = certs_cli.build_sync_parser().parse_args(container(r, "certs-sync")["args"][2:])
     assert container(r, "certs-init")["args"][:2] == ["certs", "sync"]
     assert init_args.once and not sidecar_args.once and sidecar_args.interval == 60
     for args in (init_args, sidecar_args):
         assert (args.namespace, args.secret, args.webhook_config) == (NAMESPACE, secret_name, config_name)
         assert args.service == r.one("Service")["metadata"]["name"]
         assert str(args.out) == "/tls"
-        policy = certsync.policy_from_args(args)
+        policy = certs_cli.policy_from_args(args)
         assert f"{FULLNAME}.{NAMESPACE}.svc" in policy.dns_names
         assert (policy.leaf_valid_days, policy.leaf_renew_before.days) == (90, 30)
     assert [c["name"] for c in pod_spec(r)["initContainers"]] == ["certs-init"]
@@ -449,7 +450,7 @@ def test_network_policy_is_off_by_default_and_admits_only_the_given_peers(render
 
 
 def test_locked_annotations_reach_the_settings_and_win_over_annotations(rendered: dict[str, Rendered]) -> None:
-    from webhook import config as cfg
+    from webhook.admission import config as cfg
 
     settings = Settings(**yaml.safe_load(rendered["locked"].one("ConfigMap")["data"]["config.yaml"]))
     assert settings.locked_annotations == ["base-url", "api-key-secret"]

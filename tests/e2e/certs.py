@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from webhook.certs import generate_ca
+from webhook.certificates.generate import generate_ca
 
 _VALIDITY = datetime.timedelta(days=2)
 
@@ -48,8 +48,8 @@ def _now() -> datetime.datetime:
 
 
 class CertificateAuthority:
-    """A self-signed CA (the product's own, from webhook.certs) that issues serving and client certificates
-    for one test session."""
+    """A self-signed CA (the product's own, from webhook.certificates.generate) that issues serving and
+    client certificates for one test session."""
 
     def __init__(self, common_name: str = "wkw-e2e-ca") -> None:
         cert_pem, key_pem = generate_ca(common_name, valid_days=_VALIDITY.days)

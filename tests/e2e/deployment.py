@@ -30,7 +30,7 @@ from tests.support.servers import (
     start_server,
     stop_server,
 )
-from webhook import config as cfg
+from webhook.admission import config as cfg
 
 RELEASE_NAMESPACE = render.NAMESPACE
 #: Namespaces made by new_namespace carry it; the deployed webhook's selectors require it.
@@ -89,7 +89,7 @@ class DeployedWebhook:
         }
         self.server = start_server(
             self.work_dir,
-            "webhook.app:create_app",
+            "webhook.server.app:create_app",
             replace(self.dev_certs, cert_file=self.volume.cert_file, key_file=self.volume.key_file),
             env,
             command=self.deployment_argv(),

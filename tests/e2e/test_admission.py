@@ -36,8 +36,8 @@ from tests.e2e.webhooks import (
     wait_for_webhook,
 )
 from tests.support.servers import DevCerts, peer_serial
-from webhook import certs
-from webhook import config as cfg
+from webhook.admission import config as cfg
+from webhook.certificates import checks, generate
 from webhook.shim import contract
 
 pytestmark = pytest.mark.e2e
@@ -295,7 +295,7 @@ def test_certificates_rotated_while_pods_are_created_fail_no_admission(deployed,
     with failurePolicy Ignore a failed call would show up as an unmutated pod."""
     namespace = new_namespace(apiserver, enabled=True)
     ca_pem, ca_key = deployed.dev_certs.ca_file.read_bytes(), deployed.dev_certs.ca_key_file.read_bytes()
-    pairs = [certs.generate_serving_cert(ca_pem, ca_key, ["localhost"], ["127.0.0.1"]) for _ in range(3)]
+    pairs = [generate.generate_serving_cert(ca_pem, ca_key, ["localhost"], ["127.0.0.1"]) for _ in range(3)]
     stop = threading.Event()
     results: list[str | None] = []
     failures: list[str] = []
@@ -329,13 +329,13 @@ def test_certificates_rotated_while_pods_are_created_fail_no_admission(deployed,
     assert deployed.server is not None
     served = None
     deadline = time.monotonic() + 60  # bounds the wait for the reload interval; asserts no speed
-    while served != certs.cert_serial(pairs[-1][0]) and time.monotonic() < deadline:
+    while served != checks.cert_serial(pairs[-1][0]) and time.monotonic() < deadline:
         connection = deployed.server.connection()
         connection.request("GET", "/healthz")
         connection.getresponse().read()
         served = peer_serial(connection)
         connection.close()
-    assert served == certs.cert_serial(pairs[-1][0]), "new handshakes present the rotated certificate"
+    assert served == checks.cert_serial(pairs[-1][0]), "new handshakes present the rotated certificate"
 
 
 @pytest.mark.timeout(300)

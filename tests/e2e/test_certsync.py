@@ -33,8 +33,10 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.chart.render import REPO_ROOT, template
 from tests.e2e.cluster import Cluster
-from webhook import certs, certsync
-from webhook.certsync import CertSyncer, Material, Policy
+from webhook.certificates import checks, generate, rotation, sync
+from webhook.certificates.rotation import Material, Policy
+from webhook.certificates.sync import CertSyncer
+from webhook.cli import certs as certs_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +70,7 @@ class Install:
 
     def policy(self, **overrides: Any) -> Policy:
         settings: dict[str, Any] = {
-            "dns_names": certsync.service_dns_names(self.service, self.namespace),
+            "dns_names": rotation.service_dns_names(self.service, self.namespace),
             "trust_grace": timedelta(0),
         }
         settings.update(overrides)
@@ -142,7 +144,7 @@ def install(apiserver: Cluster, helm_binary: Path) -> Iterator[Install]:
     )
     apiserver.kubectl("apply", "-f", "-", input_text=manifests)
     deployment_args = rendered.one("Deployment")["spec"]["template"]["spec"]["initContainers"][0]["args"]
-    parsed = certsync.build_parser().parse_args(deployment_args[2:])
+    parsed = certs_cli.build_sync_parser().parse_args(deployment_args[2:])
     service_account = rendered.one("ServiceAccount")["metadata"]["name"]
     token = apiserver.service_account_token(namespace, service_account)
     kubeconfig = apiserver.kubeconfig_for_token(token, f"system:serviceaccount:{namespace}:{service_account}")
@@ -165,7 +167,7 @@ def install(apiserver: Cluster, helm_binary: Path) -> Iterator[Install]:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"}
     return subprocess.run(
-        [sys.executable, "-m", "webhook.certsync", *args],
+        [sys.executable, "-m", "webhook.cli", "certs", "sync", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -182,12 +184,12 @@ def load(pem: bytes) -> x509.Certificate:
 def assert_served_cert_is_trusted(install: Install, out_dir: Path) -> x509.Certificate:
     """The files form a pair, and every webhook's caBundle holds the CA that signed the leaf."""
     cert_pem, key_pem = (out_dir / "tls.crt").read_bytes(), (out_dir / "tls.key").read_bytes()
-    assert certs.key_matches_cert(cert_pem, key_pem)
+    assert checks.key_matches_cert(cert_pem, key_pem)
     leaf = load(cert_pem)
     bundles = install.ca_bundles()
     assert bundles and all(bundles)
     for bundle in bundles:
-        cas = certsync.split_pem_certificates(bundle)
+        cas = checks.split_pem_certificates(bundle)
         assert any(_signed_by(leaf, ca) for ca in cas), "a webhook would reject the served certificate"
     return leaf
 
@@ -203,8 +205,10 @@ def _signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
 def aged_material(install: Install, *, ca_age_days: int, ca_valid_days: int, leaf_age_days: int) -> Material:
     """Material issued in the past, so it is due for renewal now (no waiting, no clock tricks)."""
     now = datetime.now(timezone.utc)
-    ca_cert, ca_key = certs.generate_ca("aged test CA", valid_days=ca_valid_days, now=now - timedelta(days=ca_age_days))
-    tls_cert, tls_key = certs.generate_serving_cert(
+    ca_cert, ca_key = generate.generate_ca(
+        "aged test CA", valid_days=ca_valid_days, now=now - timedelta(days=ca_age_days)
+    )
+    tls_cert, tls_key = generate.generate_serving_cert(
         ca_cert, ca_key, install.policy().dns_names, valid_days=90, now=now - timedelta(days=leaf_age_days)
     )
     return Material(ca_cert=ca_cert, ca_key=ca_key, bundle=ca_cert, tls_cert=tls_cert, tls_key=tls_key)
@@ -224,8 +228,8 @@ def test_first_sync_fills_the_chart_secret_writes_files_and_sets_ca_bundle(insta
     assert (out / "tls.crt").read_bytes() == material.tls_cert
     assert (out / "tls.key").read_bytes() == material.tls_key
     leaf = assert_served_cert_is_trusted(install, out)
-    assert f"{install.service}.{install.namespace}.svc" in certs.cert_sans(material.tls_cert)[0]
-    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=90) + certs.CLOCK_SKEW_MARGIN
+    assert f"{install.service}.{install.namespace}.svc" in checks.cert_sans(material.tls_cert)[0]
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=90) + generate.CLOCK_SKEW_MARGIN
     assert install.ca_bundles() == [material.bundle] * len(install.ca_bundles())
     assert "PRIVATE KEY" not in result.stderr + result.stdout, "key material must never be logged"
 
@@ -294,9 +298,9 @@ def test_ca_rotation_keeps_every_served_certificate_trusted(install: Install, tm
     rotated = install.material()
     assert first.leaf_deferred and rotated.ca_cert != aged.ca_cert
     assert rotated.tls_cert == aged.tls_cert
-    assert [certsync.fingerprint(c) for c in certsync.split_pem_certificates(rotated.bundle)] == [
-        certsync.fingerprint(load(rotated.ca_cert)),
-        certsync.fingerprint(load(aged.ca_cert)),
+    assert [checks.fingerprint(c) for c in checks.split_pem_certificates(rotated.bundle)] == [
+        checks.fingerprint(load(rotated.ca_cert)),
+        checks.fingerprint(load(aged.ca_cert)),
     ]
     assert all(bundle == rotated.bundle for bundle in install.ca_bundles())
     assert_served_cert_is_trusted(install, tmp_path)
@@ -351,7 +355,7 @@ def test_a_replica_that_loses_the_race_reads_and_uses_the_winners_cert(
         proceed=proceed,
     )
     winner = install.syncer(tmp_path / "winner", token=token)
-    results: dict[str, certsync.Outcome] = {}
+    results: dict[str, sync.Outcome] = {}
     thread = threading.Thread(target=lambda: results.update(loser=loser.sync_once()))
     thread.start()
     assert read_done.wait(POLL_DEADLINE_SECONDS)
@@ -370,7 +374,7 @@ def test_a_replica_that_loses_the_race_reads_and_uses_the_winners_cert(
 def test_free_running_replicas_converge_on_one_certificate(install: Install, tmp_path: Path) -> None:
     syncers = [install.syncer(tmp_path / f"replica-{i}") for i in range(4)]
     start = threading.Barrier(len(syncers))
-    outcomes: list[certsync.Outcome] = []
+    outcomes: list[sync.Outcome] = []
     lock = threading.Lock()
 
     def run(syncer: CertSyncer) -> None:
@@ -399,7 +403,7 @@ def test_sidecar_loop_picks_up_a_certificate_another_replica_wrote(install: Inst
     assert run_cli(*install.cli_args(out, "--once")).returncode == 0
     env = {key: value for key, value in os.environ.items() if key != "KUBERNETES_SERVICE_HOST"}
     sidecar = subprocess.Popen(
-        [sys.executable, "-m", "webhook.certsync", *install.cli_args(out, "--interval", "0.2")],
+        [sys.executable, "-m", "webhook.cli", "certs", "sync", *install.cli_args(out, "--interval", "0.2")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -409,7 +413,7 @@ def test_sidecar_loop_picks_up_a_certificate_another_replica_wrote(install: Inst
     try:
         # Another replica renewed the leaf (same CA) and wrote it to the Secret first.
         current = install.material()
-        tls_cert, tls_key = certs.generate_serving_cert(
+        tls_cert, tls_key = generate.generate_serving_cert(
             current.ca_cert, current.ca_key, install.policy().dns_names, valid_days=90
         )
         renewed = Material(current.ca_cert, current.ca_key, current.bundle, tls_cert, tls_key)
@@ -440,7 +444,7 @@ def served(install: Install, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     # The CA is 10 days from the end of its 180-day rotation window: the first pass starts a rotation.
     aged = aged_material(install, ca_age_days=3600, ca_valid_days=3650, leaf_age_days=1)
     now = datetime.now(timezone.utc)
-    tls_cert, tls_key = certs.generate_serving_cert(
+    tls_cert, tls_key = generate.generate_serving_cert(
         aged.ca_cert,
         aged.ca_key,
         install.policy().dns_names,
@@ -449,7 +453,7 @@ def served(install: Install, tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
         now=now - timedelta(days=1),
     )
     install.write_material(Material(aged.ca_cert, aged.ca_key, aged.ca_cert, tls_cert, tls_key))
-    certsync.write_serving_files(out, install.material())
+    sync.write_serving_files(out, install.material())
     port = free_port()
     base_url = f"https://127.0.0.1:{port}"
     rendered_config = next(
@@ -569,7 +573,7 @@ def test_ca_rotation_under_load_never_fails_an_admission_call(
 
     # Control: a bundle without the serving certificate's CA does make calls fail (and pods go through
     # uninjected, failurePolicy Ignore), so the probes above would have seen a broken order.
-    other_ca = certs.generate_ca("unrelated CA")[0]
+    other_ca = generate.generate_ca("unrelated CA")[0]
     with install.cluster.api_client() as admin:
         api = k8s.AdmissionregistrationV1Api(admin)
         config = api.read_mutating_webhook_configuration(install.webhook_config)

@@ -24,8 +24,8 @@ from kubernetes import client as k8s
 
 from tests.chart.render import CHART_DIR, VALUE_SETS, Rendered, run_helm, template
 from tests.e2e.cluster import Cluster
-from webhook import certs
-from webhook.certsync import Material
+from webhook.certificates import generate
+from webhook.certificates.rotation import Material
 
 pytestmark = pytest.mark.e2e
 
@@ -132,8 +132,8 @@ def test_upgrade_render_keeps_the_ca_bundle_the_sync_wrote(
     """`lookup` in the template: an upgrade (here `helm template --dry-run=server`) reads the Secret."""
     namespace, release, rendered = applied
     secret_name = rendered.one("Secret")["metadata"]["name"]
-    ca_cert, ca_key = certs.generate_ca("upgrade test CA")
-    leaf, leaf_key = certs.generate_serving_cert(ca_cert, ca_key, ["svc"])
+    ca_cert, ca_key = generate.generate_ca("upgrade test CA")
+    leaf, leaf_key = generate.generate_serving_cert(ca_cert, ca_key, ["svc"])
     with apiserver.api_client() as admin:
         core = k8s.CoreV1Api(admin)
         secret = core.read_namespaced_secret(secret_name, namespace)

@@ -25,9 +25,9 @@ from tests.e2e.cluster import Cluster
 from tests.e2e.deployment import admin
 from tests.fixtures import pods as fixture_pods
 from tests.support import strategies
-from webhook import config as cfg
-from webhook.admission import evaluate
-from webhook.podshape import pod_shape_problem
+from webhook.admission import config as cfg
+from webhook.admission.podshape import pod_shape_problem
+from webhook.admission.review import evaluate
 
 pytestmark = pytest.mark.e2e
 

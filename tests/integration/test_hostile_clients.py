@@ -46,7 +46,7 @@ MAX_BODY = 8 * 1024 * 1024
 
 
 def start(server_process, dev_certs, **env: str) -> RunningServer:
-    return server_process("webhook.app:create_app", dev_certs, {**NO_CLUSTER, **env}, command=SERVE)
+    return server_process("webhook.server.app:create_app", dev_certs, {**NO_CLUSTER, **env}, command=SERVE)
 
 
 def review_body(uid: str = "uid-1") -> bytes:

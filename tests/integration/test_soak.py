@@ -57,7 +57,9 @@ class Client:
 @pytest.fixture(scope="module")
 def soaked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, list[int]]]:
     work = tmp_path_factory.mktemp("soak")
-    server = start_server(work, "webhook.app:create_app", make_dev_certs(work / "certs"), NO_CLUSTER, command=SERVE)
+    server = start_server(
+        work, "webhook.server.app:create_app", make_dev_certs(work / "certs"), NO_CLUSTER, command=SERVE
+    )
     try:
         yield server, worker_pids(server, expected=2)
     finally:
@@ -69,9 +71,7 @@ def client(soaked_server: tuple[RunningServer, list[int]]) -> Client:
     return Client(soaked_server[0])
 
 
-@settings(
-    max_examples=REVIEWS, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True
-)
+@settings(max_examples=REVIEWS, deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(body=strategies.review_bodies())
 def test_generated_reviews_get_200_or_400(client: Client, body: bytes) -> None:
     assert client.post(body) in (200, 400)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import DevCerts, RunningServer, SecretVolume, StartServer, peer_serial, stop_server
-from webhook import certs
+from webhook.certificates import checks, generate
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def test_keep_alive_reuses_the_connection(tls_server: RunningServer) -> None:
 
 
 def test_presents_the_serving_certificate_for_ip_and_dns_names(tls_server: RunningServer, dev_certs: DevCerts) -> None:
-    expected_serial = certs.cert_serial(dev_certs.cert_file.read_bytes())
+    expected_serial = checks.cert_serial(dev_certs.cert_file.read_bytes())
     for host_name in ("127.0.0.1", "localhost"):
         connection = http.client.HTTPSConnection(
             host_name, tls_server.port, timeout=30, context=tls_server.client_context()
@@ -227,8 +227,8 @@ def test_certificate_rotation_under_load_fails_no_request(
     server_process: StartServer, dev_certs: DevCerts, tmp_path: Path
 ) -> None:
     ca_pem, ca_key_pem = dev_certs.ca_file.read_bytes(), dev_certs.ca_key_file.read_bytes()
-    pairs = [certs.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], ["127.0.0.1"]) for _ in range(7)]
-    serials = [certs.cert_serial(cert_pem) for cert_pem, _ in pairs]
+    pairs = [generate.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], ["127.0.0.1"]) for _ in range(7)]
+    serials = [checks.cert_serial(cert_pem) for cert_pem, _ in pairs]
     volume = SecretVolume(tmp_path / "secret-volume")
     volume.swap_symlink(*pairs[0])
     workers = 2
@@ -310,7 +310,7 @@ def test_a_mismatched_pair_at_start_up_is_refused_with_a_clear_message(
     server_process: StartServer, dev_certs: DevCerts
 ) -> None:
     ca_pem, ca_key_pem = dev_certs.ca_file.read_bytes(), dev_certs.ca_key_file.read_bytes()
-    _, other_key = certs.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], [])
+    _, other_key = generate.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], [])
     dev_certs.key_file.write_bytes(other_key)
     with pytest.raises(RuntimeError, match="does not match the certificate") as refused:
         server_process(APP_SPEC, dev_certs)

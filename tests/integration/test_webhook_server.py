@@ -18,7 +18,7 @@ import pytest
 from tests.fixtures import pods as fixture_pods
 from tests.support.reviews import admission_review
 from tests.support.servers import REPO_ROOT, client_context, find_free_port
-from webhook import config as cfg
+from webhook.admission import config as cfg
 from webhook.shim import contract
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def review_bytes(name, uid):
 
 @pytest.fixture
 def webhook_server(server_process, dev_certs):
-    return server_process("webhook.app:create_app", dev_certs, NO_CLUSTER, command=SERVE, ready_path="/readyz")
+    return server_process("webhook.server.app:create_app", dev_certs, NO_CLUSTER, command=SERVE, ready_path="/readyz")
 
 
 def test_mutate_over_tls_returns_an_applicable_patch(webhook_server):
@@ -91,7 +91,7 @@ def test_keep_alive_serves_many_reviews_on_one_connection_and_metrics_sum_all_wo
 
 def test_no_cluster_access_is_said_once_at_start(webhook_server, server_process, dev_certs):
     server = server_process(
-        "webhook.app:create_app",
+        "webhook.server.app:create_app",
         dev_certs,
         {"WANDB_KFP_WEBHOOK_PIPELINES": "v2-*", "KUBECONFIG": "/nonexistent"},
         command=SERVE,
@@ -145,14 +145,14 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
     from dataclasses import replace
 
     from tests.support.servers import SecretVolume, peer_serial
-    from webhook import certs
+    from webhook.certificates import checks, generate
 
     ca_pem, ca_key_pem = dev_certs.ca_file.read_bytes(), dev_certs.ca_key_file.read_bytes()
-    pairs = [certs.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], ["127.0.0.1"]) for _ in range(3)]
+    pairs = [generate.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], ["127.0.0.1"]) for _ in range(3)]
     volume = SecretVolume(tmp_path / "secret-volume")
     volume.swap_symlink(*pairs[0])
     server = server_process(
-        "webhook.app:create_app",
+        "webhook.server.app:create_app",
         replace(dev_certs, cert_file=volume.cert_file, key_file=volume.key_file),
         NO_CLUSTER,
         command=SERVE,
@@ -187,7 +187,7 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
     try:
         for cert_pem, key_pem in pairs[1:]:
             volume.swap_symlink(cert_pem, key_pem)
-            wanted = certs.cert_serial(cert_pem)
+            wanted = checks.cert_serial(cert_pem)
             deadline = time.monotonic() + 60
             while wanted not in serials and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -198,4 +198,4 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
             thread.join(timeout=60)
     assert failures == []
     assert answered[0] >= 2 * len(pairs), "too few reviews to prove anything"
-    assert serials == {certs.cert_serial(cert_pem) for cert_pem, _ in pairs}
+    assert serials == {checks.cert_serial(cert_pem) for cert_pem, _ in pairs}

@@ -22,7 +22,7 @@ import pytest
 from tests.fixtures.pods import index_entry, load_pod, main_command, resolved_component_command
 from tests.shim.support import install_shim, shim_lines
 from tests.support.venvs import ensure_venv
-from webhook.podfacts import read_facts
+from webhook.admission.podfacts import read_facts
 from webhook.shim import contract
 
 #: The KFP v2 venv the tests record with: the image's own wandb (0.31.0) next to kfp 2.17.3.

@@ -37,8 +37,8 @@ from tests.fixtures.generate import FIXTURES_DIR
 from tests.fixtures.pods import main_command, resolved_component_command
 from tests.shim.wandb_reader import find_run_files, read_only_run, read_run
 from tests.support.venvs import find_python
-from webhook import config as cfg
-from webhook.admission import evaluate
+from webhook.admission import config as cfg
+from webhook.admission.review import evaluate
 from webhook.shim import contract, kfp_v2, lineage
 from webhook.shim.recorder import KFP_META_KEY, Recorder
 

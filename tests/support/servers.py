@@ -1,6 +1,6 @@
 """Start and stop the real server process over TLS: for integration and end-to-end tests and benchmarks.
 
-``start_server`` starts a real process (``python -m webhook.serving`` by default, or any command),
+``start_server`` starts a real process (``python -m tests.support.serve_app`` by default, or any command),
 waits until it answers over TLS; ``stop_server`` kills its whole process group, so no worker outlives
 a test, even a failing one.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from webhook.certs import write_dev_certs
+from webhook.certificates.generate import write_dev_certs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -161,7 +161,7 @@ def start_server(
     port: int | None = None,
     on_start: Callable[[RunningServer], None] | None = None,
 ) -> RunningServer:
-    """Start the real process (``python -m webhook.serving`` unless ``command`` is given; its items are
+    """Start the real process (``python -m tests.support.serve_app`` unless ``command`` is given; its items are
     formatted with {host}, {port}, {cert_file}, {key_file}, {ca_file}, {app_spec}, {python}) and wait
     until it answers ``ready_path``; ``on_start`` sees the server before the wait, to stop it on failure."""
     chosen_port = port or find_free_port(host)
@@ -180,7 +180,7 @@ def start_server(
         argv = [
             sys.executable,
             "-m",
-            "webhook.serving",
+            "tests.support.serve_app",
             app_spec,
             "--host",
             host,

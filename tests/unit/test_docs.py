@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook import config as cfg
+from webhook.admission import config as cfg
 from webhook.shim import contract
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
