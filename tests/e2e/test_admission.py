@@ -35,9 +35,10 @@ from tests.e2e.webhooks import (
     register_mutating_webhook,
     wait_for_webhook,
 )
+from tests.support import x509_facts
 from tests.support.servers import DevCerts, peer_serial
 from webhook.admission import config as cfg
-from webhook.certificates import checks, generate
+from webhook.certificates import generate
 from webhook.shim import contract
 
 pytestmark = pytest.mark.e2e
@@ -329,13 +330,13 @@ def test_certificates_rotated_while_pods_are_created_fail_no_admission(deployed,
     assert deployed.server is not None
     served = None
     deadline = time.monotonic() + 60  # bounds the wait for the reload interval; asserts no speed
-    while served != checks.cert_serial(pairs[-1][0]) and time.monotonic() < deadline:
+    while served != x509_facts.cert_serial(pairs[-1][0]) and time.monotonic() < deadline:
         connection = deployed.server.connection()
         connection.request("GET", "/healthz")
         connection.getresponse().read()
         served = peer_serial(connection)
         connection.close()
-    assert served == checks.cert_serial(pairs[-1][0]), "new handshakes present the rotated certificate"
+    assert served == x509_facts.cert_serial(pairs[-1][0]), "new handshakes present the rotated certificate"
 
 
 @pytest.mark.timeout(300)

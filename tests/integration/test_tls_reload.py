@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import x509_facts
 from tests.support.servers import DevCerts, RunningServer, SecretVolume, StartServer, peer_serial, stop_server
-from webhook.certificates import checks, generate
+from webhook.certificates import generate
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,7 @@ def test_keep_alive_reuses_the_connection(tls_server: RunningServer) -> None:
 
 
 def test_presents_the_serving_certificate_for_ip_and_dns_names(tls_server: RunningServer, dev_certs: DevCerts) -> None:
-    expected_serial = checks.cert_serial(dev_certs.cert_file.read_bytes())
+    expected_serial = x509_facts.cert_serial(dev_certs.cert_file.read_bytes())
     for host_name in ("127.0.0.1", "localhost"):
         connection = http.client.HTTPSConnection(
             host_name, tls_server.port, timeout=30, context=tls_server.client_context()
@@ -228,7 +229,7 @@ def test_certificate_rotation_under_load_fails_no_request(
 ) -> None:
     ca_pem, ca_key_pem = dev_certs.ca_file.read_bytes(), dev_certs.ca_key_file.read_bytes()
     pairs = [generate.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], ["127.0.0.1"]) for _ in range(7)]
-    serials = [checks.cert_serial(cert_pem) for cert_pem, _ in pairs]
+    serials = [x509_facts.cert_serial(cert_pem) for cert_pem, _ in pairs]
     volume = SecretVolume(tmp_path / "secret-volume")
     volume.swap_symlink(*pairs[0])
     workers = 2

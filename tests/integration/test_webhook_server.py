@@ -144,8 +144,9 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
     import threading
     from dataclasses import replace
 
+    from tests.support import x509_facts
     from tests.support.servers import SecretVolume, peer_serial
-    from webhook.certificates import checks, generate
+    from webhook.certificates import generate
 
     ca_pem, ca_key_pem = dev_certs.ca_file.read_bytes(), dev_certs.ca_key_file.read_bytes()
     pairs = [generate.generate_serving_cert(ca_pem, ca_key_pem, ["localhost"], ["127.0.0.1"]) for _ in range(3)]
@@ -187,7 +188,7 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
     try:
         for cert_pem, key_pem in pairs[1:]:
             volume.swap_symlink(cert_pem, key_pem)
-            wanted = checks.cert_serial(cert_pem)
+            wanted = x509_facts.cert_serial(cert_pem)
             deadline = time.monotonic() + 60
             while wanted not in serials and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -198,4 +199,4 @@ def test_certificate_swap_while_pods_are_reviewed_fails_no_review(server_process
             thread.join(timeout=60)
     assert failures == []
     assert answered[0] >= 2 * len(pairs), "too few reviews to prove anything"
-    assert serials == {checks.cert_serial(cert_pem) for cert_pem, _ in pairs}
+    assert serials == {x509_facts.cert_serial(cert_pem) for cert_pem, _ in pairs}

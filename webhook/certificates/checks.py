@@ -27,15 +27,6 @@ def parse_ips(ip_addresses: Iterable[str]) -> list[IPAddress]:
     return [ipaddress.ip_address(ip) for ip in ip_addresses]
 
 
-def cert_not_after(cert_pem: bytes) -> datetime:
-    """Expiry of the first certificate in the PEM, timezone-aware UTC."""
-    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
-
-
-def cert_serial(cert_pem: bytes) -> int:
-    return x509.load_pem_x509_certificate(cert_pem).serial_number
-
-
 def cert_sans(cert_pem: bytes) -> tuple[frozenset[str], frozenset[IPAddress]]:
     """(DNS names lower-cased, IP addresses) of the certificate's SAN extension; empty when absent."""
     cert = x509.load_pem_x509_certificate(cert_pem)

@@ -56,9 +56,6 @@ class NamespaceCache:
     def ready(self) -> bool:
         return self._synced.is_set()
 
-    def wait_ready(self, timeout: float) -> bool:
-        return self._synced.wait(timeout)
-
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="namespace-watch", daemon=True)
         self._thread.start()

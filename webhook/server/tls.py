@@ -94,11 +94,6 @@ class CertificateReloader:
                 self._lock.release()
         return self._context
 
-    def check_now(self) -> bool:
-        """Check the files regardless of the interval; True when a new certificate was installed."""
-        with self._lock:
-            return self._check_files()
-
     def _check_files(self) -> bool:
         self._next_check_at = self._clock() + self.reload_interval_s
         try:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from tests.support import x509_facts
 from webhook.certificates import checks, generate
 from webhook.server import runner, tls
 
@@ -35,7 +36,7 @@ class Pair:
 
     @property
     def serial(self) -> int:
-        return checks.cert_serial(self.cert_pem)
+        return x509_facts.cert_serial(self.cert_pem)
 
 
 @pytest.fixture(scope="module")

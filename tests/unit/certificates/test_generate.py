@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.support import x509_facts
 from webhook.certificates import checks, generate
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=timezone.utc)
@@ -44,7 +45,7 @@ def test_validity_window_is_backdated_for_clock_skew(ca: tuple[bytes, bytes]) ->
     cert = load(cert_pem)
     assert cert.not_valid_before_utc == NOW - generate.CLOCK_SKEW_MARGIN
     assert cert.not_valid_after_utc == NOW + timedelta(days=30)
-    assert checks.cert_not_after(cert_pem) == NOW + timedelta(days=30)
+    assert x509_facts.cert_not_after(cert_pem) == NOW + timedelta(days=30)
 
 
 def test_serving_cert_has_sans_server_auth_and_is_signed_by_the_ca(ca: tuple[bytes, bytes]) -> None:
@@ -68,7 +69,7 @@ def test_serving_cert_has_sans_server_auth_and_is_signed_by_the_ca(ca: tuple[byt
 def test_serving_cert_never_outlives_its_ca() -> None:
     short_ca = generate.generate_ca("short", valid_days=10, now=NOW)
     cert_pem, _ = generate.generate_serving_cert(*short_ca, ["a"], [], valid_days=365, now=NOW)
-    assert checks.cert_not_after(cert_pem) == checks.cert_not_after(short_ca[0])
+    assert x509_facts.cert_not_after(cert_pem) == x509_facts.cert_not_after(short_ca[0])
 
 
 def test_serving_cert_needs_a_name(ca: tuple[bytes, bytes]) -> None:
@@ -79,7 +80,7 @@ def test_serving_cert_needs_a_name(ca: tuple[bytes, bytes]) -> None:
 def test_every_certificate_gets_its_own_key_and_serial(ca: tuple[bytes, bytes]) -> None:
     first = generate.generate_serving_cert(*ca, ["a"], [], now=NOW)
     second = generate.generate_serving_cert(*ca, ["a"], [], now=NOW)
-    assert checks.cert_serial(first[0]) != checks.cert_serial(second[0])
+    assert x509_facts.cert_serial(first[0]) != x509_facts.cert_serial(second[0])
     assert not checks.key_matches_cert(first[0], second[1])
     assert not checks.key_matches_cert(first[0], b"-----BEGIN PRIVATE KEY-----\ntruncated")
 

@@ -12,7 +12,8 @@ import pytest
 from cryptography import x509
 
 from tests.integration import tls_app
-from webhook.certificates import checks, generate
+from tests.support import x509_facts
+from webhook.certificates import generate
 from webhook.server import runner, tls
 from webhook.server.worker import AsyncioWorker, Limits
 
@@ -37,7 +38,7 @@ class Pair:
 
     @property
     def serial(self) -> int:
-        return checks.cert_serial(self.cert_pem)
+        return x509_facts.cert_serial(self.cert_pem)
 
 
 @pytest.fixture(scope="module")
