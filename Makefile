@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export WKW_CACHE ?= $(HOME)/.cache/wandb-kfp-webhook
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint fixtures demo image venv clean
+.PHONY: run test unit bench lint fixtures demo image venv clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,12 @@ run: $(STAMP)
 test: $(STAMP) lint
 	@echo "== kube-apiserver, etcd, kubectl, helm: built from the Go module proxy once, cached in $(WKW_CACHE)/bin"
 	$(PY) -m tests.e2e.binaries
-	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), chart, e2e (real apiserver), container (podman)"
+	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), fixtures, chart, e2e (real apiserver), container (podman)"
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 tests
+
+# The fast tier: pure admission, server pieces in process, certificates, CLI. No network, no builds: seconds.
+unit: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check webhook tests benchmarks

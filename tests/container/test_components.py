@@ -20,8 +20,6 @@ from tests.container.conftest import KUBEFLOW_URL
 from tests.container.images import COMPONENT_RECIPES, BuiltImage
 from tests.shim.wandb_reader import find_run_files, read_only_run
 
-pytestmark = pytest.mark.container
-
 PROGRAMS = ("v1-count-lines", "v2-train")
 #: An arbitrary non-root UID:GID with no /etc/passwd entry, as a pod's securityContext may give.
 NON_ROOT = (12345, 12345)

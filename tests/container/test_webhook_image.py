@@ -31,8 +31,6 @@ from tests.container.pods import PodObjects, PodSandbox
 from tests.fixtures.pods import load_pod
 from tests.support.reviews import admission_review
 
-pytestmark = pytest.mark.container
-
 TLS_CLIENT = Path(__file__).with_name("tls_client.py")
 IMAGE_SHIM = "/opt/wandb-kfp-webhook/shim"
 COMPLETE_MARKER = ".wandb-kfp-shim-complete"

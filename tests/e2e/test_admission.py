@@ -41,8 +41,6 @@ from webhook.admission import config as cfg
 from webhook.certificates import generate
 from webhook.shim import contract
 
-pytestmark = pytest.mark.e2e
-
 # --- selection, as the apiserver applies it ------------------------------------------------------------
 
 

@@ -27,8 +27,6 @@ from tests.e2e.cluster import (
     remove_stale_temp_dirs,
 )
 
-pytestmark = pytest.mark.e2e
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GONE_DEADLINE_SECONDS = 60.0
 

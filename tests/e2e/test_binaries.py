@@ -19,8 +19,6 @@ from tests.e2e.binaries import (
 )
 from tests.support.venvs import cache_root
 
-pytestmark = pytest.mark.e2e
-
 STAGING_GO_MOD = """module k8s.io/kubernetes
 
 require (

@@ -38,8 +38,6 @@ from webhook.certificates.rotation import Material, Policy
 from webhook.certificates.sync import CertSyncer
 from webhook.cli import certs as certs_cli
 
-pytestmark = pytest.mark.e2e
-
 CHART_KINDS_FOR_CERTS = (
     "ServiceAccount",
     "Secret",

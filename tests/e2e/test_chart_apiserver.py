@@ -27,8 +27,6 @@ from tests.e2e.cluster import Cluster
 from webhook.certificates import generate
 from webhook.certificates.rotation import Material
 
-pytestmark = pytest.mark.e2e
-
 #: Kinds whose CRDs a bare apiserver lacks (cert-manager, Prometheus Operator).
 CRD_KINDS = ("Certificate", "Issuer", "ServiceMonitor")
 

@@ -29,8 +29,6 @@ from webhook.admission import config as cfg
 from webhook.admission.podshape import pod_shape_problem
 from webhook.admission.review import evaluate
 
-pytestmark = pytest.mark.e2e
-
 ENABLED = cfg.NamespaceInfo(labels={cfg.INJECT_LABEL: cfg.NAMESPACE_INJECT_VALUE})
 SETTINGS = {
     "default": cfg.Settings(watch_namespaces=False),

@@ -25,8 +25,6 @@ from tests.support.venvs import ensure_venv
 from webhook.admission import config as cfg
 from webhook.shim import contract
 
-pytestmark = pytest.mark.e2e
-
 KUBEFLOW_URL = "https://kubeflow.example.test/pipeline"
 API_KEY = "0123456789abcdef" * 2 + "01234567"  # a well-formed key nobody can use
 #: What this test machine's policy adds: no outside network, so no error reports to the internet.

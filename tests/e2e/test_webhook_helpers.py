@@ -37,8 +37,6 @@ from tests.e2e.webhooks import (
     webhook_url,
 )
 
-pytestmark = pytest.mark.e2e
-
 ANNOTATION = "e2e.wkw.local/mutated-by"
 
 

@@ -17,13 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.fixtures import pods as fixture_pods
 from tests.support.reviews import admission_review
 from tests.support.servers import REPO_ROOT, RunningServer
-
-pytestmark = pytest.mark.integration
 
 SERVE = [
     sys.executable,

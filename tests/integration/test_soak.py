@@ -20,8 +20,6 @@ from tests.integration.test_hostile_clients import NO_CLUSTER, SERVE, worker_pid
 from tests.support import strategies
 from tests.support.servers import RunningServer, make_dev_certs, start_server, stop_server
 
-pytestmark = pytest.mark.integration
-
 REVIEWS = int(os.environ.get("WKW_SOAK_REVIEWS", "10000"))
 MALFORMED = int(os.environ.get("WKW_SOAK_MALFORMED", "1000"))
 

@@ -17,8 +17,6 @@ from tests.support import x509_facts
 from tests.support.servers import DevCerts, RunningServer, SecretVolume, StartServer, peer_serial, stop_server
 from webhook.certificates import generate
 
-pytestmark = pytest.mark.integration
-
 APP_SPEC = "tests.integration.tls_app:create_app"
 SWAP_WAIT_S = 90.0  # bounds a wait for the new certificate; not a speed assertion
 

@@ -21,8 +21,6 @@ from tests.support.servers import REPO_ROOT, client_context, find_free_port
 from webhook.admission import config as cfg
 from webhook.shim import contract
 
-pytestmark = pytest.mark.integration
-
 CLI = [sys.executable, "-m", "webhook.cli"]
 SERVE = [
     *CLI,

@@ -11,8 +11,6 @@ import pytest
 from tests.shim.wandb_reader import read_only_run
 from webhook.shim import contract
 
-pytestmark = pytest.mark.shim
-
 
 def test_envfrom_values_win_and_defaults_fill_the_gaps(component):
     case = component("v1-add")

@@ -21,8 +21,6 @@ from tests.shim.wandb_reader import find_run_files, read_only_run
 from webhook.shim import contract
 from webhook.shim.faults import FAULT_ENV, STAGES
 
-pytestmark = pytest.mark.shim
-
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # shaped like a key, valid nowhere
 #: Short bound for the online start so the network-fault tests stay quick.
 INIT_TIMEOUT_SECONDS = "8"

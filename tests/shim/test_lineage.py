@@ -42,8 +42,6 @@ from webhook.admission.review import evaluate
 from webhook.shim import contract, kfp_v2, lineage
 from webhook.shim.recorder import KFP_META_KEY, Recorder
 
-pytestmark = pytest.mark.shim
-
 V1_PIPELINES = ["v1-lineage-two", "v1-lineage-three", "v1-lineage-fan-in", "v1-lineage-twice"]
 V2_PIPELINES = ["v2-lineage-two", "v2-lineage-three", "v2-lineage-fan-in", "v2-lineage-twice", "v2-lineage-loop"]
 #: The expected edges, written out: what each fixture pipeline's compiled DAG must contain.

@@ -16,12 +16,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from tests.shim.wandb_reader import find_run_files, read_run
 from webhook.shim import contract
-
-pytestmark = pytest.mark.shim
 
 PIPELINE = textwrap.dedent(
     """

@@ -13,8 +13,6 @@ from tests.shim.conftest import KUBEFLOW_URL, v1_argument_rewrite
 from tests.shim.wandb_reader import read_only_run
 from webhook.shim import contract
 
-pytestmark = pytest.mark.shim
-
 V1_FIXTURES = fixtures_of_kind(contract.KIND_V1_COMPONENT)
 
 

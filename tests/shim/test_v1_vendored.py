@@ -14,8 +14,6 @@ from tests.shim.support import install_shim
 from tests.shim.wandb_reader import read_only_run
 from tests.support.venvs import ensure_venv
 
-pytestmark = pytest.mark.shim
-
 #: Minor -> the wandb release line the payload vendors for it.
 VENDORED_WANDB = {"3.8": "0.24.", "3.9": "0.26.", "3.10": "0.31.", "3.12": "0.31.", "3.13": "0.31."}
 FIXTURES = ["v1-divide", "v1-count-lines"]

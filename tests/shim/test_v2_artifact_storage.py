@@ -11,12 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from tests.shim.wandb_reader import read_only_run
 from webhook.shim import contract
-
-pytestmark = pytest.mark.shim
 
 SCRIPT = textwrap.dedent(
     """

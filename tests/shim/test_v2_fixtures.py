@@ -15,8 +15,6 @@ from tests.shim.conftest import KUBEFLOW_URL, executor_parameter_rewrite
 from tests.shim.wandb_reader import read_only_run
 from webhook.shim import contract
 
-pytestmark = pytest.mark.shim
-
 V2_FIXTURES = fixtures_of_kind(contract.KIND_V2_EXECUTOR)
 
 

@@ -15,8 +15,6 @@ from tests.shim.conftest import ComponentCase, executor_parameter_rewrite
 from tests.shim.wandb_reader import read_only_run
 from tests.support.venvs import ensure_venv
 
-pytestmark = pytest.mark.shim
-
 
 def _as_kfp20(argv: list[str]) -> list[str]:
     """The fixture's component command without its pip step, run through kfp 2.0's executor module."""

@@ -12,8 +12,6 @@ from tests.shim.support import install_shim
 from tests.shim.wandb_reader import read_only_run
 from tests.support.venvs import ensure_venv
 
-pytestmark = pytest.mark.shim
-
 VENDORED_WANDB = {"3.9": "0.26.", "3.12": "0.31."}
 
 
