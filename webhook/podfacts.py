@@ -37,6 +37,10 @@ class PodFacts:
     pipeline_name: str
     component_name: str
     has_component_spec: bool
+    #: The main container's image reference (e.g. `python:3.7`).
+    image: str = ""
+    #: KFP v2 executor: the component spec JSON the launcher carries (`--component_spec`); else empty.
+    v2_component_spec: str = ""
 
 
 def labels_of(pod: dict[str, Any]) -> dict[str, str]:
@@ -165,4 +169,6 @@ def read_facts(pod: dict[str, Any]) -> PodFacts:
         pipeline_name=pipeline_name_of(flags.get("pipeline_name", "")),
         component_name=_component_name(pod, kind, flags, node_name),
         has_component_spec=KFP_COMPONENT_SPEC_ANNOTATION in pod_annotations,
+        image=str(pod["spec"]["containers"][index].get("image") or "") if index is not None else "",
+        v2_component_spec=flags.get("component_spec", "") if kind == contract.KIND_V2_EXECUTOR else "",
     )

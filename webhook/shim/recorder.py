@@ -187,6 +187,9 @@ class Recorder:
                 return False
             self._adopt_user_calls()
             self.update_config(config)
+            from .runextras import after_start
+
+            after_start(self)
             return True
         except Exception as exc:
             say("could not start the W&B run (" + describe(exc) + "); the component runs unrecorded")
