@@ -22,6 +22,7 @@ import pytest
 from tests.fixtures.pods import index_entry, load_pod, main_command, resolved_component_command
 from tests.shim.support import install_shim, shim_lines
 from tests.support.venvs import ensure_venv
+from webhook.podfacts import read_facts
 from webhook.shim import contract
 
 #: The KFP v2 venv the tests record with: the image's own wandb (0.31.0) next to kfp 2.17.3.
@@ -117,6 +118,7 @@ class ComponentCase:
             contract.WANDB_KUBEFLOW_URL: KUBEFLOW_URL,
         }
         spec = pod["metadata"].get("annotations", {}).get("pipelines.kubeflow.org/component_spec")
+        spec = spec or read_facts(pod).v2_component_spec  # v2: the launcher's --component_spec, by value
         if spec:
             env[contract.COMPONENT_SPEC] = spec
         return env

@@ -68,9 +68,11 @@ class CompiledCase(ComponentCase):
         }
 
 
-def assert_component_file(run, component: str, spec: dict[str, Any] | None = None) -> None:
+def assert_component_file(run, component: str, spec: dict[str, Any] | str | None = None) -> None:
     """The run holds the component file: a kubeflow_component_file artifact named after the component,
-    and (offline) the same file among the run's files."""
+    and (offline) the same file among the run's files, holding the spec (a dict, or the JSON text)."""
+    if isinstance(spec, str):
+        spec = json.loads(spec)
     artifact = run.artifact(component)
     assert artifact["type"] == COMPONENT_FILE_TYPE
     assert [entry["path"] for entry in artifact["entries"]] == [component + ".yaml"]
