@@ -4,6 +4,8 @@ run with it), the image's own wandb when it has one, and clean failures that lea
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -162,7 +164,10 @@ def test_vendored_wandb_failing_for_another_reason_falls_back_to_compat(tmp_path
     (site / "py3.10" / "wandb").mkdir(parents=True)
     (site / "py3.10" / "wandb_helper_dep.py").write_text("VALUE = 1\n")
     (site / "py3.10" / "wandb" / "__init__.py").write_text("import wandb_helper_dep\nfrom . import missing_part\n")
-    (site / "py3.10-compat").symlink_to(support.payload_dir() / contract.SITE_SUBDIR / "py3.10-compat")
+    # a linked copy (new directories, shared files): the cached payload itself must get no __pycache__
+    shutil.copytree(
+        support.payload_dir() / contract.SITE_SUBDIR / "py3.10-compat", site / "py3.10-compat", copy_function=os.link
+    )
     report, stderr = probe(kfp20_image(), shim)
     assert report["version"] == "0.18.7"
     assert report["added_to_path"] == [str(site / "py3.10-compat")]
