@@ -260,3 +260,18 @@ def test_kfp20_without_the_compat_site_says_so_once_and_records_nothing(kfp20, t
         "wandb-kfp-shim: the image's protobuf 3.20.3 is older than the vendored wandb for Python 3.10 accepts; "
         "W&B tracking is off"
     ]
+
+
+def test_kfp20_on_python37_records_with_the_vendored_wandb(shim_with_payload, kfp20, tmp_path):
+    """kfp 2.0.1's default image is python:3.7: there the vendored wandb 0.18.7 itself takes protobuf 3.20."""
+    _python310, components = kfp20
+    python = _venv("s2-kfp20", "3.7", ["kfp==2.0.1"])
+    parameters = {"a": 1.5, "b": 2.25}
+    case = CompiledCase("add", python, shim_with_payload, tmp_path, compiled=components["add"], parameters=parameters)
+    _baseline, recorded = case.compared()
+    run = read_only_run(recorded.wandb_dir)
+    assert run.python_version.startswith("3.7.") and run.wandb_version == "0.18.7"
+    assert run.config["kubeflow"]["kfp_sdk"] == "2.0.1" and run.config["a"] == 1.5
+    assert run.summary["add.Output"] == 3.75 and run.exit_code == 0
+    assert_component_file(run, "add", components["add"].component_spec)
+    assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
