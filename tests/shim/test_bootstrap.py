@@ -252,3 +252,25 @@ def test_v2_pod_pip_step_inactive_executor_active(base_env, tmp_path):
     assert lines[0] == "wandb-kfp-shim: inactive: python -m pip"
     assert lines[1] == ACTIVE_V2 + "kfp.dsl.executor_main"
     assert json.loads((outputs / "output_metadata.json").read_text())["parameterValues"] == {"Output": 3.75}
+
+
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, sys
+sys.path.append(sys.argv[1])
+import wandb_kfp_shim
+names = sorted(info.name for info in pkgutil.iter_modules(wandb_kfp_shim.__path__))
+for name in names:
+    importlib.import_module("wandb_kfp_shim." + name)
+print(" ".join(names))
+"""
+
+
+@pytest.mark.parametrize("minor", ALL_MINORS)
+def test_every_shim_module_imports_under_each_supported_python(minor, shim):
+    """Everything copied into pods is stdlib-only at import time and runs on 3.7 (no newer syntax/APIs)."""
+    python = python_for(minor)
+    done = support.run_python(python, ["-c", IMPORT_EVERY_MODULE, str(shim / contract.LIB_SUBDIR)], plain_env())
+    assert done.returncode == 0, done.stderr
+    names = done.stdout.split()
+    assert {"activate", "contract", "kfp_v1", "kfp_v2", "recorder", "runextras", "site", "messages"} <= set(names)
+    assert not {"install", "payload"} & set(names)
