@@ -182,3 +182,21 @@ def test_debug_says_which_wandb_and_why(shim):
         "wandb-kfp-shim: the image's protobuf 3.20.3 is older than the vendored wandb for Python 3.10 accepts",
         "wandb-kfp-shim: recording with the compat wandb 0.18.7 for Python 3.10",
     ]
+
+
+def test_both_vendored_and_compat_failing_leave_nothing_and_say_once(tmp_path):
+    """A failing vendored wandb, then a compat one that cannot import either (no protobuf in this image):
+    one line naming the first failure, and neither attempt leaves a path entry or a module behind."""
+    shim = support.install_shim(tmp_path / "shim", with_payload=False)
+    site = shim / contract.SITE_SUBDIR
+    (site / "py3.10" / "wandb").mkdir(parents=True)
+    (site / "py3.10" / "wandb" / "__init__.py").write_text("from . import missing_part\n")
+    shutil.copytree(
+        support.payload_dir() / contract.SITE_SUBDIR / "py3.10-compat", site / "py3.10-compat", copy_function=os.link
+    )
+    report, stderr = probe(bare_python("3.10"), shim)
+    assert report == NOTHING_LOADED
+    assert support.shim_lines(stderr) == [
+        "wandb-kfp-shim: the vendored wandb for Python 3.10 failed to import (builtins.ImportError); "
+        "W&B tracking is off"
+    ]

@@ -178,14 +178,15 @@ def import_vendored(root: Optional[str] = None) -> Optional[ModuleType]:
             return None
     if has_compat:
         candidates.append(compat)
-    error: Optional[BaseException] = None
+    first_error: Optional[BaseException] = None
     for directory in candidates:
         module, error = _import_from(directory)
         if module is not None:
             if directory == compat:
                 debug("recording with the compat wandb %s for Python %s" % (getattr(module, "__version__", "?"), minor))
             return module
-    say("the vendored wandb for Python %s failed to import (%s); W&B tracking is off" % (minor, describe(error)))
+        first_error = first_error or error
+    say("the vendored wandb for Python %s failed to import (%s); W&B tracking is off" % (minor, describe(first_error)))
     return None
 
 
