@@ -113,6 +113,7 @@ def init_container(work: Path, repeats: int) -> dict[str, Any]:
 #: (label, main container image, whether its command pip-installs packages) for the per-pod copy table.
 POD_IMAGES = (
     ("python:3.7 (KFP v1 default)", "python:3.7", False),
+    ("python:3.9 (KFP v2 2.10-2.14, the largest minor)", "python:3.9", False),
     ("python:3.11-slim (KFP v2 2.15+)", "python:3.11-slim", False),
     ("python:3.11-slim + packages_to_install", "python:3.11-slim", True),
     ("unknown image", "registry.example/team/trainer:1.4", False),
