@@ -4,7 +4,9 @@
   fixtures) on a bare 3.7, and a KFP v2 component compiled by kfp 2.7.0 on a 3.7 that holds kfp 2.7.0 as the
   component's own pip step installs it (`'kfp==2.7.0' '--no-deps'`): both record with the vendored wandb 0.18.7.
 * kfp 2.0.1 (installs protobuf 3.20 and imports it before the component): the vendored wandb for 3.10
-  (0.31, protobuf >= 5) cannot work next to it, so the shim records with the compat wandb 0.18.7.
+  (0.31, protobuf >= 5) cannot work next to it, so the shim records with the compat wandb 0.18.7; so on
+  3.9 (0.26.1 needs protobuf > 4.21.0), and on 3.10 with kfp 2.7.0 installed with its dependencies
+  (protobuf 4). On 3.7 the vendored 0.18.7 takes kfp 2.0.1's protobuf itself.
 Every run is read back from its .wandb file: config, summary, artifacts (the component file among them),
 exit code; the component's outcome is byte-identical to a run without the shim.
 """
@@ -272,6 +274,34 @@ def test_kfp20_on_python37_records_with_the_vendored_wandb(shim_with_payload, kf
     run = read_only_run(recorded.wandb_dir)
     assert run.python_version.startswith("3.7.") and run.wandb_version == "0.18.7"
     assert run.config["kubeflow"]["kfp_sdk"] == "2.0.1" and run.config["a"] == 1.5
+    assert run.summary["add.Output"] == 3.75 and run.exit_code == 0
+    assert_component_file(run, "add", components["add"].component_spec)
+    assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+
+
+@pytest.mark.parametrize(
+    ("venv", "minor", "requirements", "protobuf_major", "compiled_by"),
+    [
+        ("s2-kfp20", "3.9", ["kfp==2.0.1"], "3", "kfp20"),  # 0.26.1 needs protobuf > 4.21.0
+        ("kfp27-compile", "3.10", ["kfp==2.7.0"], "4", "kfp27_components"),  # kfp 2.7.0 with its dependencies
+    ],
+)
+def test_other_old_protobuf_images_record_with_compat_wandb(
+    shim_with_payload, request, tmp_path, venv, minor, requirements, protobuf_major, compiled_by
+):
+    fixture = request.getfixturevalue(compiled_by)
+    components = fixture[1] if isinstance(fixture, tuple) else fixture
+    python = _venv(venv, minor, requirements)
+    probe = "import google.protobuf as p; print(p.__version__)"
+    import subprocess
+
+    version = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert version.split(".")[0] == protobuf_major
+    parameters = {"a": 1.5, "b": 2.25}
+    case = CompiledCase("add", python, shim_with_payload, tmp_path, compiled=components["add"], parameters=parameters)
+    _baseline, recorded = case.compared()
+    run = read_only_run(recorded.wandb_dir)
+    assert run.python_version.startswith(minor + ".") and run.wandb_version == "0.18.7"
     assert run.summary["add.Output"] == 3.75 and run.exit_code == 0
     assert_component_file(run, "add", components["add"].component_spec)
     assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
