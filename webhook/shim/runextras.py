@@ -5,8 +5,9 @@
   `wandb sync` line instead).
 * The component spec the pod carries (`WANDB_KFP_COMPONENT_SPEC`: KFP v1's component_spec annotation, KFP
   v2's launcher --component_spec) is saved as `<component>.yaml`, as W&B's own `log_component_file` did:
-  an artifact of type `kubeflow_component_file` named after the component and, for an offline run, also a
-  file of the run. Skipped when larger than WANDB_KFP_MAX_UPLOAD_BYTES.
+  an artifact of type `kubeflow_component_file` named after the component, and a file in the run's files
+  directory (uploaded with the run; an offline run also `run.save`s it, so `wandb sync` uploads it).
+  Skipped when larger than WANDB_KFP_MAX_UPLOAD_BYTES.
 
 Each step swallows its own errors (one `wandb-kfp-shim:` line). Runs in component images: Python 3.7+.
 """
