@@ -305,3 +305,14 @@ def test_other_old_protobuf_images_record_with_compat_wandb(
     assert run.summary["add.Output"] == 3.75 and run.exit_code == 0
     assert_component_file(run, "add", components["add"].component_spec)
     assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+
+
+def test_wandb_dir_that_does_not_exist_yet_is_used_with_wandb_0_18(shim_with_payload, tmp_path):
+    """wandb 0.18 falls back to the temp dir when WANDB_DIR does not exist; the shim creates it first."""
+    python = _venv("s2-bare", "3.7", [])
+    case = ComponentCase("v1-add", python, shim_with_payload, tmp_path / "case", index_entry("v1-add"))
+    wandb_dir = tmp_path / "not" / "yet" / "there"
+    recorded = case.run(shim=True, extra_env={contract.WANDB_DIR: str(wandb_dir)})
+    assert recorded.returncode == 0, recorded.stderr
+    run = read_only_run(wandb_dir)
+    assert run.wandb_version == "0.18.7" and run.summary["add.Output"] == 3.75

@@ -200,3 +200,16 @@ def test_both_vendored_and_compat_failing_leave_nothing_and_say_once(tmp_path):
         "wandb-kfp-shim: the vendored wandb for Python 3.10 failed to import (builtins.ImportError); "
         "W&B tracking is off"
     ]
+
+
+def test_a_wandb_run_directory_on_the_path_is_not_the_images_wandb(shim, tmp_path):
+    """A KFP v1 program runs from /tmp, so /tmp is sys.path[0]: a `wandb/` run directory there (wandb's own
+    default) is a namespace package, not wandb; the vendored wandb is used."""
+    workdir = tmp_path / "cwd"
+    (workdir / "wandb" / "offline-run-x").mkdir(parents=True)
+    env = support.shim_env(shim, {"PYTHONPATH": str(workdir)}, debug=False)
+    done = support.run_python(bare_python("3.10"), ["-c", PROBE, str(shim / contract.LIB_SUBDIR)], env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["file"] == str(shim / contract.SITE_SUBDIR / "py3.10" / "wandb" / "__init__.py")
+    assert support.shim_lines(done.stderr) == []

@@ -215,6 +215,9 @@ class Recorder:
         if not env(contract.WANDB_DIR):
             os.makedirs(contract.DEFAULT_RUN_DIR, exist_ok=True)
             kwargs["dir"] = contract.DEFAULT_RUN_DIR
+        else:  # wandb 0.18 (vendored for 3.7 and as compat) writes to /tmp when WANDB_DIR does not exist
+            with contextlib.suppress(OSError):
+                os.makedirs(env(contract.WANDB_DIR), exist_ok=True)
         return kwargs
 
     def _settings(self, mode):

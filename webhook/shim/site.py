@@ -129,10 +129,13 @@ def _under(module: Optional[ModuleType], directory: str) -> bool:
 
 
 def _image_has_wandb() -> bool:
+    """Whether the image has a wandb package. A bare `wandb/` directory on the path (a run directory next
+    to the program, e.g. /tmp/wandb for a KFP v1 program run from /tmp) is a namespace package, not wandb."""
     try:
-        return importlib.util.find_spec("wandb") is not None
+        spec = importlib.util.find_spec("wandb")
     except (ImportError, ValueError):
         return False
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
 def import_wandb(root: Optional[str] = None) -> Optional[ModuleType]:
