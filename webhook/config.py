@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # How the shim is delivered.
     shim_image: str = "ghcr.io/wandb/wandb-kfp-webhook:0.1.0"
     shim_image_pull_policy: str = "IfNotPresent"
-    shim_size_limit: str = "512Mi"  # the full payload lays out to about 290 MB
+    shim_size_limit: str = "512Mi"  # every minor (CPython 3.7-3.13, compat sites) lays out to about 360 MB
     shim_resources: ContainerResources = Field(default_factory=ContainerResources)
     #: initContainer copies the shim into an emptyDir (works everywhere); imageVolume mounts the image
     #: read-only instead (needs the Kubernetes ImageVolume feature, beta since 1.33).

@@ -280,14 +280,15 @@ def test_kfp20_on_python37_records_with_the_vendored_wandb(shim_with_payload, kf
 
 
 @pytest.mark.parametrize(
-    ("venv", "minor", "requirements", "protobuf_major", "compiled_by"),
+    ("venv", "minor", "requirements", "protobuf_major", "compiled_by", "wandb_version"),
     [
-        ("s2-kfp20", "3.9", ["kfp==2.0.1"], "3", "kfp20"),  # 0.26.1 needs protobuf > 4.21.0
-        ("kfp27-compile", "3.10", ["kfp==2.7.0"], "4", "kfp27_components"),  # kfp 2.7.0 with its dependencies
+        ("s2-kfp20", "3.8", ["kfp==2.0.1"], "3", "kfp20", "0.24.2"),  # 0.24.2 takes protobuf >= 3.12 itself
+        ("s2-kfp20", "3.9", ["kfp==2.0.1"], "3", "kfp20", "0.18.7"),  # 0.26.1 needs protobuf > 4.21.0: compat
+        ("kfp27-compile", "3.10", ["kfp==2.7.0"], "4", "kfp27_components", "0.18.7"),  # protobuf 4: compat
     ],
 )
-def test_other_old_protobuf_images_record_with_compat_wandb(
-    shim_with_payload, request, tmp_path, venv, minor, requirements, protobuf_major, compiled_by
+def test_other_old_protobuf_images_record(
+    shim_with_payload, request, tmp_path, venv, minor, requirements, protobuf_major, compiled_by, wandb_version
 ):
     fixture = request.getfixturevalue(compiled_by)
     components = fixture[1] if isinstance(fixture, tuple) else fixture
@@ -301,7 +302,7 @@ def test_other_old_protobuf_images_record_with_compat_wandb(
     case = CompiledCase("add", python, shim_with_payload, tmp_path, compiled=components["add"], parameters=parameters)
     _baseline, recorded = case.compared()
     run = read_only_run(recorded.wandb_dir)
-    assert run.python_version.startswith(minor + ".") and run.wandb_version == "0.18.7"
+    assert run.python_version.startswith(minor + ".") and run.wandb_version == wandb_version
     assert run.summary["add.Output"] == 3.75 and run.exit_code == 0
     assert_component_file(run, "add", components["add"].component_spec)
     assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
