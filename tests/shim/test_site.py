@@ -34,6 +34,7 @@ report = {
         for module in list(sys.modules.values())
         if (getattr(module, "__file__", None) or "").startswith(os.path.dirname(lib) + "/site/")}),
     "protobuf": getattr(sys.modules.get("google.protobuf"), "__version__", None),
+    "distutils_left": sorted(name for name in sys.modules if name.split(".")[0] == "distutils"),
 }
 if wandb is not None and os.environ.get("RUN_OFFLINE"):
     run = wandb.init(mode="offline", dir=os.environ["RUN_OFFLINE"], project="site-test", config={"a": 1})
@@ -98,6 +99,7 @@ NOTHING_LOADED = {
     "other_new_modules_from_site": [],
     "site_dirs_loaded": [],
     "protobuf": None,
+    "distutils_left": [],
 }
 
 
@@ -213,3 +215,20 @@ def test_a_wandb_run_directory_on_the_path_is_not_the_images_wandb(shim, tmp_pat
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["file"] == str(shim / contract.SITE_SUBDIR / "py3.10" / "wandb" / "__init__.py")
     assert support.shim_lines(done.stderr) == []
+
+
+@pytest.mark.parametrize("minor", ["3.11", "3.12", "3.13"])
+def test_compat_wandb_records_next_to_protobuf4_on_newer_pythons(minor, shim, tmp_path):
+    """The compat wandb 0.18.7 on every minor that has one, next to an image's protobuf 4 (a real offline run)."""
+    try:
+        python = ensure_venv("s1-protobuf4", minor, ["protobuf==4.25.5"])
+    except LookupError as missing:
+        pytest.skip(str(missing))
+    report, stderr = probe(python, shim, {"RUN_OFFLINE": str(tmp_path)})
+    assert report["version"] == "0.18.7"
+    assert report["site_dirs_loaded"] == [f"py{minor}-compat"]
+    assert report["protobuf"] == "4.25.5"
+    if minor != "3.11":  # 3.12+: setuptools' distutils was lent for wandb's import only
+        assert report["distutils_left"] == []
+    assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1, stderr
+    assert support.shim_lines(stderr) == []

@@ -121,10 +121,13 @@ def _glibc_problem(root: str) -> Optional[str]:
 
 
 def _under(module: Optional[ModuleType], directory: str) -> bool:
-    """Whether a module was loaded from inside directory."""
+    """Whether a module was loaded from inside directory (False when that cannot be told)."""
     prefix = directory.rstrip(os.sep) + os.sep
-    locations = [getattr(module, "__file__", None) or ""]
-    locations += list(getattr(module, "__path__", None) or [])
+    try:
+        locations = [getattr(module, "__file__", None) or ""]
+        locations += list(getattr(module, "__path__", None) or [])
+    except Exception:  # a namespace package whose parent is gone recomputes its path and may raise
+        return False
     return any(str(location).startswith(prefix) for location in locations)
 
 
@@ -193,18 +196,75 @@ def import_vendored(root: Optional[str] = None) -> Optional[ModuleType]:
     return None
 
 
+def _strtobool(value):
+    """distutils.util.strtobool, as the standard library had it until 3.12."""
+    value = value.lower()
+    if value in ("y", "yes", "t", "true", "on", "1"):
+        return 1
+    if value in ("n", "no", "f", "false", "off", "0"):
+        return 0
+    raise ValueError("invalid truth value %r" % (value,))
+
+
+def _find_executable(executable, path=None):
+    """distutils.spawn.find_executable, as the standard library had it until 3.12 (POSIX)."""
+    if os.path.isfile(executable):
+        return executable
+    if path is None:
+        path = os.environ.get("PATH", os.defpath)
+    for directory in (path or "").split(os.pathsep):
+        candidate = os.path.join(directory, executable)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _lend_distutils() -> bool:
+    """On CPython 3.12+ (no distutils), lend wandb 0.18.7 the two distutils functions its import needs.
+
+    The compat wandb (0.18.7) imports `distutils.util.strtobool` and its docker-pycreds imports
+    `distutils.spawn` (for `find_executable`) when they are imported; a pip install gets them from
+    setuptools' copy through a .pth file, which a directory appended to sys.path does not run. They are
+    lent for the import only: the caller takes them out of sys.modules again (wandb keeps what it bound),
+    so the component's own `import distutils` fails as it did before.
+    """
+    if sys.version_info < (3, 12) or "distutils" in sys.modules:
+        return False
+    try:
+        if importlib.util.find_spec("distutils") is not None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    package = ModuleType("distutils")
+    package.__path__ = []  # a package, so `import distutils.util` looks in sys.modules only
+    util = ModuleType("distutils.util")
+    util.strtobool = _strtobool
+    spawn = ModuleType("distutils.spawn")
+    spawn.find_executable = _find_executable
+    package.util, package.spawn = util, spawn
+    sys.modules.update({"distutils": package, "distutils.util": util, "distutils.spawn": spawn})
+    return True
+
+
 def _import_from(directory: str) -> Tuple[Optional[ModuleType], Optional[BaseException]]:
     """(wandb imported with directory appended to sys.path, None), or (None, the error) with all undone."""
     modules_before = set(sys.modules)
     sys.path.append(directory)
+    lent = _lend_distutils()
     try:
         import wandb
     except Exception as error:
         while directory in sys.path:
             sys.path.remove(directory)
-        for name in set(sys.modules) - modules_before:
-            if name == "wandb" or name.startswith("wandb.") or _under(sys.modules[name], directory):
-                del sys.modules[name]
+        added = set(sys.modules) - modules_before
+        for name in [name for name in added if name.split(".")[0] in ("wandb", "distutils")]:
+            sys.modules.pop(name, None)
+        for name in [name for name in added if _under(sys.modules.get(name), directory)]:
+            sys.modules.pop(name, None)
         importlib.invalidate_caches()
         return None, error
+    if lent:  # wandb keeps what it bound; the component sees no distutils, as before
+        for name in set(sys.modules) - modules_before:
+            if name.split(".")[0] == "distutils":
+                del sys.modules[name]
     return wandb, None
