@@ -1,8 +1,9 @@
 """The run's link in the step's logs and the component file, on real components and a real wandb Run.
 
-There is no W&B server here, so no run starts online: the online branch of the link line is checked on a
-stand-in recorder (the line's format and the switch), and with real wandb only that an offline Run gets
-no link line. What stays untested: `run.url` of a real online run (wandb's own property).
+The link line's format and switch are checked on a stand-in recorder; with real wandb, an offline Run
+gets no link line, and an online run (wandb 0.31 from the image, and the vendored 0.18.7 on CPython 3.7)
+against a local server that answers what an online run asks (tests/shim/wandb_server.py: GraphQL, file
+stream, file uploads; no artifacts) prints exactly one link line with the run's URL.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from tests.shim.support import shim_env
 from tests.shim.wandb_reader import read_only_run
+from tests.shim.wandb_server import LocalWandbServer
 from webhook.shim import contract, runextras
 
 pytestmark = pytest.mark.shim
@@ -108,3 +110,70 @@ def test_no_or_unusable_component_spec_saves_nothing_and_says_nothing(component,
     run = read_only_run(recorded.wandb_dir)
     assert [a["type"] for a in run.artifacts if a["type"] == runextras.COMPONENT_FILE_TYPE] == []
     assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+
+
+# --- online, against a local server that answers what an online run asks ---------------------------
+FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # shaped like a key, valid nowhere
+
+
+def _online_env(server_url: str, run_id: str, **extra: str) -> dict[str, str | None]:
+    env: dict[str, str | None] = {
+        contract.WANDB_MODE: None,
+        contract.WANDB_BASE_URL: server_url,
+        contract.WANDB_API_KEY: FAKE_KEY,
+        contract.WANDB_ENTITY: "acme",
+        contract.WANDB_PROJECT: "v2-add",
+        contract.WANDB_RUN_ID: run_id,
+        contract.INIT_TIMEOUT: "30",
+        contract.COMPONENT_SPEC: "",  # no artifact: the local server does not serve artifacts
+        "WANDB_ERROR_REPORTING": "false",
+    }
+    env.update(extra)
+    return env
+
+
+def test_online_run_prints_its_link_once(component):
+    case = component("v2-add")
+    baseline = case.run(shim=False)
+    with LocalWandbServer() as server:
+        recorded = case.run(shim=True, extra_env=_online_env(server.url, "kfp-0nl1ne0000000001"))
+        operations = server.operations()
+    assert recorded.outcome() == baseline.outcome()
+    assert recorded.shim_lines == [f"wandb-kfp-shim: W&B run: {server.url}/acme/v2-add/runs/kfp-0nl1ne0000000001"]
+    assert "mutation UpsertBucket" in operations  # the run really started online (and finished: files)
+    assert "mutation CreateRunFiles" in operations
+    assert list(recorded.wandb_dir.glob("wandb/offline-run-*")) == []
+
+
+def test_online_run_link_switched_off(component):
+    case = component("v2-add")
+    with LocalWandbServer() as server:
+        env = _online_env(server.url, "kfp-0nl1ne0000000002", **{contract.RUN_LINK: "off"})
+        recorded = case.run(shim=True, extra_env=env)
+        operations = server.operations()
+    assert recorded.returncode == 0, recorded.stderr
+    assert "mutation UpsertBucket" in operations
+    assert recorded.shim_lines == []
+
+
+def test_online_run_with_the_vendored_wandb_0_18_on_python37_prints_its_link(tmp_path):
+    """The same with the wandb vendored for CPython 3.7 (0.18.7), on a KFP v1 program."""
+    from tests.fixtures.pods import index_entry
+    from tests.shim.conftest import ComponentCase
+    from tests.shim.support import install_shim
+    from tests.support.venvs import ensure_venv
+
+    try:
+        python = ensure_venv("s2-bare", "3.7", [])
+    except LookupError as error:
+        pytest.skip(str(error))
+    shim = install_shim(tmp_path / "wandb-shim", with_payload=True)
+    case = ComponentCase("v1-add", python, shim, tmp_path / "case", index_entry("v1-add"))
+    baseline = case.run(shim=False)
+    with LocalWandbServer() as server:
+        env = _online_env(server.url, "kfp-0nl1ne0000000037", **{contract.WANDB_PROJECT: "v1-add"})
+        recorded = case.run(shim=True, extra_env=env)
+        operations = server.operations()
+    assert recorded.outcome() == baseline.outcome()
+    assert recorded.shim_lines == [f"wandb-kfp-shim: W&B run: {server.url}/acme/v1-add/runs/kfp-0nl1ne0000000037"]
+    assert "mutation UpsertBucket" in operations
