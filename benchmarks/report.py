@@ -82,6 +82,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             boot["added_ms"] < 5,
             f"with a .pyc: {fmt(boot['added_with_pyc_ms'])} ms",
         )
+    pods = (shim.get("per_pod_copy") or {}).get("pods") or {}
+    narrowed = {label: v for label, v in pods.items() if v["args"] and "--compat" not in v["args"]}
+    if narrowed:
+        worst_label, worst = max(narrowed.items(), key=lambda item: item[1]["share_of_every_minor"])
+        add(
+            "python:3.X pod: bytes copied vs every minor",
+            "<= 1/3",
+            f"worst {worst['share_of_every_minor']:.0%} ({worst_label})",
+            worst["share_of_every_minor"] <= 1 / 3,
+            "pods that pip-install packages also copy the compat wandb: "
+            + ", ".join(f"{v['share_of_every_minor']:.0%}" for v in pods.values() if "--compat" in v["args"]),
+        )
     memory = sections.get("memory", {})
     if "worst_growth_pct_from_warm" in memory:
         add(
@@ -337,6 +349,24 @@ def _shim(shim: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"| {key} | {fmt(v['seconds_median'], 3)} | {v['files']} | {v['bytes']:,} | {v['disk_bytes']:,} |"
                 )
+    per_pod = shim.get("per_pod_copy") or {}
+    if "pods" in per_pod:
+        lines += [
+            "",
+            "Init container per pod: the `shim install` arguments the webhook gives a pod with that main image, "
+            "run with the cached payload (page cache warm; bytes on disk count hardlinks once):",
+            "",
+            "| pod image | install args | seconds | files | bytes on disk | of every minor | sizeLimit |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for label, v in per_pod["pods"].items():
+            lines.append(
+                f"| {label} (`{v['image']}`) | `{' '.join(v['args']) or '(every minor)'}` | "
+                f"{fmt(v['seconds_median'], 3)} | {v['files']} | {v['disk_bytes']:,} | "
+                f"{v['share_of_every_minor']:.0%} | {v['size_limit']} |"
+            )
+    elif per_pod:
+        lines.append(f"\nInit container per pod skipped: {per_pod.get('skipped')}")
     return lines
 
 

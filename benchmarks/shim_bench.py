@@ -6,7 +6,10 @@
 * the inactive bootstrap: `python -c pass` (and a small script) with and without the bootstrap dir on
   PYTHONPATH, with hyperfine when it can be installed (else a loop of our own), alternating repetitions;
 * the init container: `wandb-kfp-webhook shim install DIR` into an empty dir, time and bytes, with the
-  cached vendored-wandb payload (what the image ships) and without.
+  cached vendored-wandb payload (what the image ships) and without;
+* the init container per pod: the install arguments the webhook gives a pod whose image is `python:3.7`,
+  `python:3.11-slim` (without and with packages installed by its command) or an image that does not name
+  its Python, run for real with the cached payload: bytes copied, wall time, the sizeLimit the webhook sets.
 """
 
 from __future__ import annotations
@@ -32,13 +35,18 @@ def cli_argv() -> list[str]:
     return [str(CLI)] if CLI.exists() else [sys.executable, "-m", "webhook.cli"]
 
 
-def install_shim(dest: Path, payload: Path | None) -> dict[str, Any]:
-    """One `shim install` into a new dir, timed from outside; its size on disk."""
+def install_shim(dest: Path, payload: Path | None, args: list[str] | None = None) -> dict[str, Any]:
+    """One `shim install [ARGS]` into a new dir, timed from outside; its size on disk."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     env["WANDB_KFP_PAYLOAD_DIR"] = str(payload) if payload else str(dest.parent / "no-payload-here")
     started = time.perf_counter()
     completed = subprocess.run(
-        [*cli_argv(), "shim", "install", str(dest)], env=env, capture_output=True, text=True, timeout=600, check=False
+        [*cli_argv(), "shim", "install", str(dest), *(args or [])],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     elapsed = time.perf_counter() - started
     if completed.returncode != 0:
@@ -100,6 +108,64 @@ def init_container(work: Path, repeats: int) -> dict[str, Any]:
         if source is not None:
             out[name]["payload"] = str(source)
     return out
+
+
+#: (label, main container image, whether its command pip-installs packages) for the per-pod copy table.
+POD_IMAGES = (
+    ("python:3.7 (KFP v1 default)", "python:3.7", False),
+    ("python:3.9 (KFP v2 2.10-2.14, the largest minor)", "python:3.9", False),
+    ("python:3.11-slim (KFP v2 2.15+)", "python:3.11-slim", False),
+    ("python:3.11-slim + packages_to_install", "python:3.11-slim", True),
+    ("unknown image", "registry.example/team/trainer:1.4", False),
+)
+
+
+def per_pod_copies(work: Path, repeats: int) -> dict[str, Any]:
+    """What the init container copies for pods of each image, with the arguments the webhook gives them."""
+    from webhook.admission import pythonimage
+    from webhook.shim import contract
+
+    payload = cached_payload()
+    if payload is None:
+        return {"skipped": "no cached payload (built by the shim tests: tests/shim/support.payload_dir())"}
+    previous = os.environ.get(contract.PAYLOAD_DIR_ENV)
+    os.environ[contract.PAYLOAD_DIR_ENV] = str(payload)  # the webhook reads sizes from the image's manifest
+    rows: dict[str, Any] = {}
+    try:
+        for label, image, installs in POD_IMAGES:
+            minor = pythonimage.python_minor(image)
+            args = pythonimage.install_args(minor, installs)
+            samples = []
+            for index in range(repeats + 1):
+                dest = work / f"pod-copy-{len(rows)}-{index}"
+                sample = install_shim(dest, payload, args)
+                shutil.rmtree(dest, ignore_errors=True)
+                if index:  # the first run warms the page cache
+                    samples.append(sample)
+            rows[label] = {
+                "image": image,
+                "args": args,
+                "seconds_median": round(median([s["seconds"] for s in samples]), 3),
+                "files": samples[-1]["files"],
+                "bytes": samples[-1]["bytes"],
+                "disk_bytes": samples[-1]["disk_bytes"],
+                "size_limit": pythonimage.size_limit(minor, installs, "512Mi (shim_size_limit)"),
+                "repeats": repeats,
+            }
+    finally:
+        if previous is None:
+            os.environ.pop(contract.PAYLOAD_DIR_ENV, None)
+        else:
+            os.environ[contract.PAYLOAD_DIR_ENV] = previous
+    full = rows["unknown image"]["disk_bytes"]
+    for row in rows.values():
+        row["share_of_every_minor"] = round(row["disk_bytes"] / full, 3)
+    for label, row in rows.items():
+        log(
+            f"  {label:40s} {' '.join(row['args']) or '(every minor)':22s} {row['disk_bytes']:>12,} bytes "
+            f"({row['share_of_every_minor']:.0%})  {row['seconds_median']:.3f} s  sizeLimit {row['size_limit']}"
+        )
+    return {"payload": str(payload), "pods": rows}
 
 
 def _hyperfine(commands: list[str], runs: int, work: Path, tag: str) -> dict[str, float]:
@@ -214,6 +280,8 @@ def run(
     try:
         log("section 3: init container (shim install)")
         result["init_container"] = init_container(work, install_repeats)
+        log("section 3: init container per pod image (bytes copied, wall time)")
+        result["per_pod_copy"] = per_pod_copies(work, install_repeats)
         shim = work / "wandb-shim"
         install_shim(shim, None)
         bootstrap = shim / "bootstrap"

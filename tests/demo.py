@@ -26,7 +26,8 @@ from webhook.admission import config as cfg
 from webhook.shim import contract
 
 REPO = Path(__file__).resolve().parents[1]
-COMPONENTS = (("v1-divide", "3.10", ["six==1.16.0"]), ("v2-evaluate", "3.11", ["kfp==2.17.3"]))
+#: (fixture, the CPython its image names: python:3.7 for KFP v1, python:3.11 for KFP v2 2.17, packages).
+COMPONENTS = (("v1-divide", "3.7", ["six==1.16.0"]), ("v2-evaluate", "3.11", ["kfp==2.17.3"]))
 #: The local machine has no outside network: nothing may try to reach W&B or report errors.
 LOCAL_ENV = {"WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}
 

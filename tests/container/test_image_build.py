@@ -51,6 +51,18 @@ def _unique_bytes(root: Path) -> int:
     return total
 
 
+def _disk_bytes(root: Path) -> int:
+    """What `du -s` counts: allocated blocks, each inode once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in [root, *root.rglob("*")]:
+        info = path.lstat()
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_blocks * 512
+    return total
+
+
 @pytest.fixture(scope="module", params=["opt/wandb-kfp-webhook"], ids=["prefix"])
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str | None]:
     prefix = tmp_path_factory.mktemp("image") / request.param
@@ -170,3 +182,37 @@ def test_dockerfile_runs_the_script_and_points_the_init_container_at_the_shim() 
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     for needed in ("pyproject.toml", "README.md", "image-build.sh", "webhook/"):
         assert f"!{needed}" in ignore
+
+
+@pytest.mark.parametrize(("python", "compat"), [("3.7", False), ("3.11", False), ("3.11", True)])
+def test_narrowed_init_container_copy_fits_the_size_limit_the_server_computes(
+    built: tuple[Path, str, str | None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python: str, compat: bool
+) -> None:
+    """`shim install /wandb-shim --python 3.X [--compat]` from the image's shim copies that minor only, and
+    the emptyDir sizeLimit the webhook derives from the same image's manifest holds it (du counts)."""
+    from webhook.admission import pythonimage
+
+    prefix, _stdout, _payload = built
+    env = {**os.environ, "WANDB_KFP_PAYLOAD_DIR": str(prefix / "shim")}
+    dest = tmp_path / "wandb-shim"
+    flags = [contract.INSTALL_PYTHON_FLAG, python] + ([contract.INSTALL_COMPAT_FLAG] if compat else [])
+    result = subprocess.run(
+        [str(prefix / "venv" / "bin" / "wandb-kfp-webhook"), "shim", "install", str(dest), *flags],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = {"manifest.json", f"py{python}"}
+    if compat and (prefix / "shim" / contract.SITE_SUBDIR / f"py{python}{contract.COMPAT_SITE_SUFFIX}").is_dir():
+        expected.add(f"py{python}{contract.COMPAT_SITE_SUFFIX}")
+    assert {p.name for p in (dest / contract.SITE_SUBDIR).iterdir()} == expected
+    monkeypatch.setenv(contract.PAYLOAD_DIR_ENV, str(prefix / "shim"))
+    limit = pythonimage.size_limit(python, compat, "1Gi")
+    assert limit.endswith("Mi")
+    used = _disk_bytes(dest)  # what the kubelet measures against sizeLimit: blocks, each inode once
+    assert used <= int(limit[:-2]) * 1024 * 1024
+    full = _disk_bytes(prefix / "shim")
+    print(f"narrowed copy py{python}{'+compat' if compat else ''}: {used} of {full} bytes, sizeLimit {limit}")

@@ -53,11 +53,13 @@ def team_namespace(deployed: Any, apiserver: Any) -> str:
 
 
 def python_for(kind: str) -> Path:
-    """Component images without wandb, so the shim records with its vendored copy for that Python."""
+    """Component images without wandb, so the shim records with its vendored copy for that Python. The
+    Python is the one the fixture's image names (v1: python:3.7, v2: python:3.11): the webhook copies only
+    that minor's vendored wandb into the pod."""
     try:
         if kind == contract.KIND_V2_EXECUTOR:
             return ensure_venv("e2e-kfp2", "3.11", ["kfp==2.17.3"])
-        return ensure_venv("e2e-v1", "3.10", ["six==1.16.0"])
+        return ensure_venv("e2e-v1", "3.7", ["six==1.16.0"])
     except LookupError as error:
         pytest.skip(str(error))
 
@@ -84,6 +86,12 @@ def admit_and_run(apiserver: Any, namespace: str, name: str, work: Path) -> tupl
             podrunner.cluster_secrets(api_client, namespace),
         )
     return stored, result
+
+
+def assert_narrowed_to(stored: dict[str, Any], minor: str) -> None:
+    """The init container was told to copy that minor's vendored wandb only (the image is python:<minor>)."""
+    init = next(c for c in stored["spec"]["initContainers"] if c["name"] == contract.INIT_CONTAINER_NAME)
+    assert init["command"] == [*contract.INSTALL_COMMAND, contract.INSTALL_PYTHON_FLAG, minor]
 
 
 @pytest.fixture
@@ -126,6 +134,9 @@ def test_v1_step_admitted_then_run_records_inputs_outputs_and_files(
     run = offline_run(forget_runs[-1])
     assert_identity(run, stored, team_namespace, entry)
     assert run.project == team_namespace, "v1 pods do not reveal the pipeline name: the namespace it is"
+    assert_narrowed_to(stored, "3.7")
+    assert run.python_version.startswith("3.7") and run.wandb_version == "0.18.7"
+    assert run.artifact(entry["function"])["type"] == "kubeflow_component_file"
     function = entry["function"]
     for key, value in entry["inputs"].items():
         if not key.endswith(("_path", "_file")):
@@ -154,6 +165,8 @@ def test_v2_step_admitted_then_run_records_parameters_artifacts_and_metrics(
     assert_identity(run, stored, team_namespace, entry)
     assert run.project == entry["pipeline"], "v2 pods name their pipeline: it is the project"
     assert run.python_version.startswith("3.11")
+    assert_narrowed_to(stored, "3.11")
+    assert run.artifact(entry["function"])["type"] == "kubeflow_component_file"  # spec passed by value
     written = podrunner.executor_output(tmp_path)
     for key, value in (entry.get("inputs") or {}).items():
         assert run.config[key] == value

@@ -122,6 +122,7 @@ class ComponentCase:
             contract.WANDB_KUBEFLOW_URL: KUBEFLOW_URL,
         }
         spec = pod["metadata"].get("annotations", {}).get("pipelines.kubeflow.org/component_spec")
+        spec = spec or read_facts(pod).v2_component_spec  # v2: the launcher's --component_spec, by value
         if spec:
             env[contract.COMPONENT_SPEC] = spec
         argo_artifacts = read_facts(pod).argo_artifacts  # paths rewritten in run(), as in argv

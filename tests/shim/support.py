@@ -27,6 +27,7 @@ def payload_key(minors=PAYLOAD_MINORS, platform: Optional[str] = None) -> str:
     spec = {
         "format": payload.PAYLOAD_FORMAT,
         "pins": {minor: payload.WANDB_PINS[minor] for minor in minors},
+        "compat": {minor: payload.COMPAT_PIN for minor in minors if minor in payload.COMPAT_MINORS},
         "platform": platform or payload.host_platform(),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]

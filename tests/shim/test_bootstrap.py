@@ -1,4 +1,5 @@
-"""The bootstrap's activation decision under every CPython 3.7-3.13 here, on real commands and real pods.
+"""The bootstrap's activation decision under every CPython 3.7-3.13 here, on real commands and real pods
+(3.7 is supported since wandb 0.18.7 is vendored for it; 2.7 and 3.6 get one line).
 
 Each case starts a real interpreter with the installed bootstrap first on PYTHONPATH and
 WANDB_KFP_SHIM_DEBUG=1, which makes the bootstrap print its decision; inactive cases must also leave
@@ -21,7 +22,7 @@ from webhook.shim import contract
 BOOTSTRAP_SOURCE = Path(contract.__file__).parent / contract.BOOTSTRAP_SUBDIR / "sitecustomize.py"
 ALL_MINORS = ["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
 PYTHONS = support.pythons(ALL_MINORS)
-SUPPORTED = [minor for minor in PYTHONS if minor != "3.7"]
+SUPPORTED = list(PYTHONS)
 ACTIVE_V1 = "wandb-kfp-shim: active v1: KFP v1 program "
 ACTIVE_V2 = "wandb-kfp-shim: active v2: python -m "
 
@@ -141,12 +142,7 @@ def test_v2_executor_command_shapes_are_detected(minor, shape, base_env):
         if "executor_main" in word
     )
     lines = support.shim_lines(done.stderr)
-    if minor == "3.7":
-        assert lines == [
-            "wandb-kfp-shim: Python 3.7 is not supported (needs 3.8-3.13); W&B tracking is off for this component"
-        ]
-    else:
-        assert lines[0] == ACTIVE_V2 + module
+    assert lines[0] == ACTIVE_V2 + module
     assert "No module named" in done.stderr
 
 
@@ -180,12 +176,7 @@ def test_kfp_v1_pod_program_is_detected_and_output_unchanged(minor, pod_name, ba
     lines = support.shim_lines(done.stderr)
     if "python3 -m pip install" in pods.main_command(pods.load_pod(pod_name))[2]:
         assert lines.pop(0) == "wandb-kfp-shim: inactive: python -m pip"  # packages_to_install step
-    if minor == "3.7":
-        assert lines == [
-            "wandb-kfp-shim: Python 3.7 is not supported (needs 3.8-3.13); W&B tracking is off for this component"
-        ]
-    else:
-        assert lines[0].startswith(ACTIVE_V1), done.stderr
+    assert lines[0].startswith(ACTIVE_V1), done.stderr
 
 
 @pytest.mark.parametrize("minor", SUPPORTED)
@@ -236,7 +227,7 @@ def test_older_pythons_print_one_line_and_run_unchanged(minor, base_env, tmp_pat
     done = support.run_python(python, ["-u", str(program), "--a", "7"], base_env)
     assert (done.returncode, done.stdout) == (0, "7\n")
     assert support.shim_lines(done.stderr) == [
-        f"wandb-kfp-shim: Python {minor} is not supported (needs 3.8-3.13); W&B tracking is off for this component"
+        f"wandb-kfp-shim: Python {minor} is not supported (needs 3.7-3.13); W&B tracking is off for this component"
     ]
     assert "Traceback" not in done.stderr
 
@@ -261,3 +252,25 @@ def test_v2_pod_pip_step_inactive_executor_active(base_env, tmp_path):
     assert lines[0] == "wandb-kfp-shim: inactive: python -m pip"
     assert lines[1] == ACTIVE_V2 + "kfp.dsl.executor_main"
     assert json.loads((outputs / "output_metadata.json").read_text())["parameterValues"] == {"Output": 3.75}
+
+
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, sys
+sys.path.append(sys.argv[1])
+import wandb_kfp_shim
+names = sorted(info.name for info in pkgutil.iter_modules(wandb_kfp_shim.__path__))
+for name in names:
+    importlib.import_module("wandb_kfp_shim." + name)
+print(" ".join(names))
+"""
+
+
+@pytest.mark.parametrize("minor", ALL_MINORS)
+def test_every_shim_module_imports_under_each_supported_python(minor, shim):
+    """Everything copied into pods is stdlib-only at import time and runs on 3.7 (no newer syntax/APIs)."""
+    python = python_for(minor)
+    done = support.run_python(python, ["-c", IMPORT_EVERY_MODULE, str(shim / contract.LIB_SUBDIR)], plain_env())
+    assert done.returncode == 0, done.stderr
+    names = done.stdout.split()
+    assert {"activate", "contract", "kfp_v1", "kfp_v2", "recorder", "runextras", "site", "messages"} <= set(names)
+    assert not {"install", "payload"} & set(names)

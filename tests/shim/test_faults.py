@@ -25,7 +25,7 @@ FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # shaped like a key, vali
 #: Short bound for the online start so the network-fault tests stay quick.
 INIT_TIMEOUT_SECONDS = "8"
 #: Stages after which the run still exists and finishes (so it is on disk, possibly without some data).
-STAGES_WITH_A_RUN = ("inputs", "lineage", "outputs", "failure")
+STAGES_WITH_A_RUN = ("run_link", "component_file", "inputs", "lineage", "outputs", "failure")
 
 
 def _divide_case(component, kind: str, divisor: int):

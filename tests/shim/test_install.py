@@ -116,3 +116,51 @@ def test_cli_install(tmp_path, capsys, monkeypatch):
     assert "already installed" in capsys.readouterr().out
     assert main(["install", str(tmp_path / "other"), "--payload", str(tmp_path / "missing")]) == 1
     assert "is not a payload" in capsys.readouterr().err
+
+
+def _site_unique_bytes(site: Path) -> int:
+    return sum({inode: size for size, inode in tree(site).values()}.values())
+
+
+@pytest.mark.parametrize(("python", "compat"), [("3.7", False), ("3.11", False), ("3.11", True), ("3.9", True)])
+def test_install_for_one_minor_copies_its_sites_only(tmp_path, python, compat):
+    payload = support.payload_dir()
+    manifest = json.loads((payload / contract.SITE_SUBDIR / "manifest.json").read_text())
+    entry = manifest["minors"][python]
+    result = install(tmp_path / "shim", payload, python=python, compat=compat)
+    site = tmp_path / "shim" / contract.SITE_SUBDIR
+    names = {"manifest.json", f"py{python}"}
+    if compat and "compat" in entry:
+        names.add(f"py{python}{contract.COMPAT_SITE_SUFFIX}")
+    assert {path.name for path in site.iterdir()} == names
+    assert result["wandb"] == {python: entry["wandb"]} and result["python"] == python
+    expected = entry["install"]["compat_bytes" if compat else "bytes"]
+    assert _site_unique_bytes(site) == expected + (site / "manifest.json").stat().st_size
+    if compat and "compat" in entry:
+        assert result["hardlinks"] > 0  # files the compat site shares with py3.X stay one file in the pod
+
+
+def test_install_for_a_minor_without_vendored_wandb_copies_the_manifest_only(tmp_path):
+    result = install(tmp_path / "shim", support.payload_dir(), python="3.6")
+    assert [path.name for path in (tmp_path / "shim" / contract.SITE_SUBDIR).iterdir()] == ["manifest.json"]
+    assert result["wandb"] == {}
+
+
+def test_install_for_another_selection_is_redone(tmp_path):
+    payload = support.payload_dir()
+    first = install(tmp_path / "shim", payload, python="3.7")
+    again = install(tmp_path / "shim", payload, python="3.7")
+    assert again["reused"] and again["stamp"] == first["stamp"]
+    other = install(tmp_path / "shim", payload, python="3.8")
+    assert not other["reused"] and other["stamp"] != first["stamp"]
+    assert {path.name for path in (tmp_path / "shim" / contract.SITE_SUBDIR).iterdir()} == {"manifest.json", "py3.8"}
+
+
+def test_cli_install_python_flag(tmp_path, capsys):
+    payload = str(support.payload_dir())
+    assert main(["install", str(tmp_path / "a"), "--payload", payload, "--python", "3.7"]) == 0
+    assert "vendored py3.7: wandb 0.18.7" in capsys.readouterr().out
+    assert main(["install", str(tmp_path / "b"), "--payload", payload, "--python", "3.6"]) == 0
+    assert "vendored nothing for Python 3.6" in capsys.readouterr().out
+    assert main(["install", str(tmp_path / "c"), "--payload", payload, "--python", "three"]) == 1
+    assert "--python must be a CPython minor" in capsys.readouterr().err

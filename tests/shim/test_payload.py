@@ -34,6 +34,7 @@ def test_payload_has_the_pinned_wandb_for_every_minor():
     assert manifest["format"] == payload.PAYLOAD_FORMAT
     assert manifest["platform"] == payload.host_platform()
     assert sorted(manifest["minors"]) == sorted(payload.SUPPORTED_MINORS)
+    assert manifest["minors"]["3.7"]["wandb"] == "0.18.7"
     for minor, entry in manifest["minors"].items():
         site = root / contract.SITE_SUBDIR / f"py{minor}"
         metadata = wandb_metadata(site)
@@ -47,12 +48,61 @@ def test_payload_has_the_pinned_wandb_for_every_minor():
     assert manifest["glibc_min"] == "2.28"  # wandb's own wheels are manylinux_2_28
 
 
+def _minor(minor: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in minor.split("."))
+
+
 def test_marker_conditional_dependencies_follow_the_target_minor():
-    """eval-type-backport is required only below 3.10: pip must have judged markers per minor."""
+    """pip must have judged markers per minor: wandb 0.24/0.26 need eval-type-backport below 3.10, and
+    wandb 0.18.7 (3.7, and the compat sites) needs typing-extensions below 3.12."""
     minors = manifest_of(support.payload_dir())["minors"]
     for minor, entry in minors.items():
-        needs_backport = tuple(int(part) for part in minor.split(".")) < (3, 10)
-        assert ("eval-type-backport" in entry["distributions"]) == needs_backport, minor
+        if entry["wandb"] != "0.18.7":
+            assert ("eval-type-backport" in entry["distributions"]) == (_minor(minor) < (3, 10)), minor
+        compat = entry.get("compat")
+        if compat:
+            assert ("typing-extensions" in compat["distributions"]) == (_minor(minor) < (3, 12)), minor
+
+
+def test_python37_site_has_cp37m_extensions():
+    """CPython 3.7's ABI tag is cp37m: its compiled dependencies must be the cp37m builds."""
+    site = support.payload_dir() / contract.SITE_SUBDIR / "py3.7"
+    assert list(site.glob("yaml/_yaml.cpython-37m-*.so"))
+    assert manifest_of(support.payload_dir())["minors"]["3.7"]["wandb"] == "0.18.7"
+
+
+def test_compat_sites_hold_wandb_0_18_7_without_protobuf():
+    """Where the pinned wandb refuses protobuf 3.19-4.21, a compat wandb that accepts it, using the image's."""
+    root = support.payload_dir()
+    minors = manifest_of(root)["minors"]
+    for minor, entry in minors.items():
+        floor = entry["protobuf_min"]
+        refuses_old_protobuf = _minor(floor[0]) > (3, 19, 0) or (_minor(floor[0]) == (3, 19, 0) and not floor[1])
+        assert ("compat" in entry) == refuses_old_protobuf == (minor in payload.COMPAT_MINORS), minor
+        if "compat" not in entry:
+            continue
+        compat = entry["compat"]
+        site = root / contract.SITE_SUBDIR / f"py{minor}{contract.COMPAT_SITE_SUFFIX}"
+        assert f"wandb=={compat['wandb']}" == payload.COMPAT_PIN
+        assert compat["protobuf_min"][0] in ("3.15.0", "3.19.0")  # 3.9 / 3.10+ per wandb 0.18.7's markers
+        assert "protobuf" not in compat["distributions"]
+        assert not (site / "google" / "protobuf").exists()
+        assert (site / "wandb" / "__init__.py").is_file()
+        # the compat site shares with the primary site (and the other minors) what is identical
+        shared = site / "wandb" / "__init__.py"
+        assert shared.stat().st_ino == (root / contract.SITE_SUBDIR / "py3.7" / "wandb" / "__init__.py").stat().st_ino
+
+
+def test_install_sizes_per_minor_count_hardlinks_once():
+    root = support.payload_dir()
+    for minor, entry in manifest_of(root)["minors"].items():
+        sizes = entry["install"]
+        assert sizes == payload.install_size(root / contract.SITE_SUBDIR, minor)
+        assert 0 < sizes["bytes"] <= entry["bytes"]
+        if "compat" in entry:
+            assert sizes["bytes"] < sizes["compat_bytes"] < entry["bytes"] + entry["compat"]["bytes"]
+        else:
+            assert sizes["compat_bytes"] == sizes["bytes"]
 
 
 def test_identical_files_are_stored_once():

@@ -10,6 +10,7 @@ import pytest
 
 from tests.fixtures.pods import fixtures_of_kind
 from tests.shim.conftest import KUBEFLOW_URL, v1_argument_rewrite
+from tests.shim.test_py37_and_compat import assert_component_file
 from tests.shim.wandb_reader import read_only_run
 from webhook.shim import contract
 
@@ -41,6 +42,7 @@ def test_v1_component_outcome_unchanged_and_recorded(component, name):
         assert reference["path"].endswith("/inputs/" + name + "/data")
         assert reference["artifact"] == "referenced"  # offline: use_artifact is refused
         assert reference["bytes"] == len(entry["input_files"][name]["content"].encode())
+    assert_component_file(run, function, case.pod_env()[contract.COMPONENT_SPEC])
     assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
 
 

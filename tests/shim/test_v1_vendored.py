@@ -1,5 +1,5 @@
 """KFP v1 components on bare interpreters (no wandb in the image): the shim records with the wandb
-vendored for that CPython minor (3.8: 0.24.x, 3.9: 0.26.x, 3.10-3.13: 0.31.0), outcome unchanged.
+vendored for that CPython minor (3.7: 0.18.7, 3.8: 0.24.x, 3.9: 0.26.x, 3.10-3.13: 0.31.0), outcome unchanged.
 
 The generated v1 program needs nothing but Python, so an empty venv per minor is the image here.
 """
@@ -15,7 +15,7 @@ from tests.shim.wandb_reader import read_only_run
 from tests.support.venvs import ensure_venv
 
 #: Minor -> the wandb release line the payload vendors for it.
-VENDORED_WANDB = {"3.8": "0.24.", "3.9": "0.26.", "3.10": "0.31.", "3.12": "0.31.", "3.13": "0.31."}
+VENDORED_WANDB = {"3.7": "0.18.7", "3.8": "0.24.", "3.9": "0.26.", "3.10": "0.31.", "3.12": "0.31.", "3.13": "0.31."}
 FIXTURES = ["v1-divide", "v1-count-lines"]
 
 
@@ -41,4 +41,6 @@ def test_v1_component_recorded_with_vendored_wandb(shim_with_payload, tmp_path, 
     function = case.entry["function"]
     for output, value in case.entry["outputs"].items():
         assert run.summary[function + "." + output] == value
+    component_file = run.artifact(function)  # the component spec, as W&B's log_component_file saved it
+    assert component_file["type"] == "kubeflow_component_file" and function + ".yaml" in run.files
     assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]

@@ -12,6 +12,7 @@ import pytest
 
 from tests.fixtures.pods import fixtures_of_kind
 from tests.shim.conftest import KUBEFLOW_URL, executor_parameter_rewrite
+from tests.shim.test_py37_and_compat import assert_component_file
 from tests.shim.wandb_reader import read_only_run
 from webhook.shim import contract
 
@@ -47,6 +48,7 @@ def test_v2_component_outcome_unchanged_and_recorded(component, name):
             assert [e["size"] for e in artifact["entries"]] == [len(expected["content"].encode())]
             for key, value in (expected.get("metadata") or {}).items():
                 assert artifact["metadata"][key] == value
+    assert_component_file(run, function, case.pod_env()[contract.COMPONENT_SPEC])
     # the only shim line in an offline run is the one that says how to upload it
     assert len(recorded.shim_lines) == 1
     assert "wandb sync " + str(recorded.wandb_dir) in recorded.shim_lines[0]

@@ -98,6 +98,7 @@ class RunFile:
     history: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     used_artifacts: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     exit_code: int | None = None
     wandb_version: str = ""
     python_version: str = ""
@@ -172,6 +173,8 @@ def read_run(path: Path | str) -> RunFile:
             )
         elif kind == "use_artifact":
             run.used_artifacts.append({"name": record.use_artifact.name, "type": record.use_artifact.type})
+        elif kind == "files":
+            run.files += [item.path for item in record.files.files]
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
         elif kind == "telemetry":

@@ -75,10 +75,12 @@ class Settings(BaseSettings):
     init_timeout_seconds: int = Field(default=contract.DEFAULT_INIT_TIMEOUT_SECONDS, ge=1, le=600)
     max_upload_bytes: int = Field(default=contract.DEFAULT_MAX_UPLOAD_BYTES, ge=0)
     shim_enabled: bool = True
+    #: The shim prints `wandb-kfp-shim: W&B run: <url>` to stderr (the step's KFP logs) for online runs.
+    run_link_in_logs: bool = True
     # How the shim is delivered.
     shim_image: str = "ghcr.io/wandb/wandb-kfp-webhook:0.1.0"
     shim_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    shim_size_limit: str = "512Mi"  # the full payload lays out to about 290 MB
+    shim_size_limit: str = "512Mi"  # every minor (CPython 3.7-3.13, compat sites) lays out to about 360 MB
     shim_resources: ContainerResources = Field(default_factory=ContainerResources)
     #: initContainer copies the shim into an emptyDir (works everywhere); imageVolume mounts the image
     #: read-only instead (needs the Kubernetes ImageVolume feature, beta since 1.33).
@@ -201,6 +203,8 @@ class InjectionConfig:
     shim_enabled: bool
     #: The image's own PYTHONPATH, which a pod-level PYTHONPATH would otherwise hide (wandb.ai/pythonpath).
     image_pythonpath: str | None = None
+    #: Whether the shim prints the online run's URL to stderr (run_link_in_logs, wandb.ai/run-link).
+    run_link: bool = True
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -297,6 +301,7 @@ OVERRIDE_ANNOTATIONS: dict[str, tuple[str, Parser]] = {
     "wandb.ai/init-timeout": ("init_timeout_seconds", _parse_timeout),
     "wandb.ai/shim": ("shim_enabled", _parse_switch),
     "wandb.ai/pythonpath": ("image_pythonpath", _parse_paths),
+    "wandb.ai/run-link": ("run_link", _parse_switch),
 }
 
 
@@ -311,6 +316,7 @@ def base_config(settings: Settings) -> InjectionConfig:
         kubeflow_url=settings.kubeflow_url.rstrip("/") if settings.kubeflow_url else None,
         init_timeout_seconds=settings.init_timeout_seconds,
         shim_enabled=settings.shim_enabled,
+        run_link=settings.run_link_in_logs,
     )
 
 

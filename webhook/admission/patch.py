@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook.admission import config as cfg
-from webhook.admission.podfacts import KFP_COMPONENT_SPEC_ANNOTATION, PodFacts, user_env_from
+from webhook.admission import pythonimage
+from webhook.admission.podfacts import KFP_COMPONENT_SPEC_ANNOTATION, PodFacts, main_argv, user_env_from
 from webhook.shim import contract
 
 Operation = dict[str, Any]
+#: Largest KFP v2 component spec passed to the shim by value (v1's comes from an annotation by fieldRef).
+V2_COMPONENT_SPEC_ENV_LIMIT = 32 * 1024
 
 _PROJECT_UNSAFE = re.compile(r"[/\\#?%:\s]+")
 
@@ -121,6 +124,8 @@ def wanted_env(
             env.append(_value(name, fact))
     if facts.has_component_spec:
         env.append(_field(contract.COMPONENT_SPEC, f"metadata.annotations['{KFP_COMPONENT_SPEC_ANNOTATION}']"))
+    elif with_shim and facts.v2_component_spec and len(facts.v2_component_spec) <= V2_COMPONENT_SPEC_ENV_LIMIT:
+        env.append(_value(contract.COMPONENT_SPEC, facts.v2_component_spec))
     if with_shim:
         env += [
             _value(contract.INIT_TIMEOUT, str(config.init_timeout_seconds)),
@@ -128,17 +133,21 @@ def wanted_env(
         ]
         if facts.argo_artifacts:
             env.append(_value(contract.ARGO_ARTIFACTS, facts.argo_artifacts))
+        if not config.run_link:
+            env.append(_value(contract.RUN_LINK, "off"))
     return env
 
 
-def init_container(settings: cfg.Settings) -> dict[str, Any]:
-    """Copies the shim into the shared volume; small, and passes Pod Security "restricted"."""
+def init_container(settings: cfg.Settings, narrowed: list[str] | None = None) -> dict[str, Any]:
+    """Copies the shim (`narrowed`: `--python 3.X [--compat]`, one minor's vendored wandb) into the shared
+    volume; small, and passes Pod Security "restricted"."""
     resources = settings.shim_resources
+    narrowed = narrowed or []
     return {
         "name": contract.INIT_CONTAINER_NAME,
         "image": settings.shim_image,
         "imagePullPolicy": settings.shim_image_pull_policy,
-        "command": list(contract.INSTALL_COMMAND),
+        "command": [*contract.INSTALL_COMMAND, *narrowed],
         "resources": {
             "requests": {"cpu": resources.cpu_request, "memory": resources.memory_request},
             "limits": {"cpu": resources.cpu_limit, "memory": resources.memory_limit},
@@ -164,13 +173,16 @@ def shim_bootstrap_dir(settings: cfg.Settings) -> str:
     return contract.bootstrap_dir()
 
 
-def shim_volume(settings: cfg.Settings) -> dict[str, Any]:
+def shim_volume(settings: cfg.Settings, python: str | None = None, compat: bool = True) -> dict[str, Any]:
     if settings.shim_delivery == "imageVolume":
         return {
             "name": contract.VOLUME_NAME,
             "image": {"reference": settings.shim_image, "pullPolicy": settings.shim_image_pull_policy},
         }
-    return {"name": contract.VOLUME_NAME, "emptyDir": {"sizeLimit": settings.shim_size_limit}}
+    return {
+        "name": contract.VOLUME_NAME,
+        "emptyDir": {"sizeLimit": pythonimage.size_limit(python, compat, settings.shim_size_limit)},
+    }
 
 
 def _shaped(value: Any, kind: type, where: str) -> Any:
@@ -301,11 +313,19 @@ def build(
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     if with_shim:
-        volumes.append(shim_volume(settings))
+        python = pythonimage.python_minor(facts.image)
+        compat = pythonimage.installs_packages(main_argv(main))
+        volumes.append(shim_volume(settings, python, compat))
         mounts.append({"name": contract.VOLUME_NAME, "mountPath": contract.SHIM_MOUNT_PATH, "readOnly": True})
         if settings.shim_delivery == "initContainer":
             init_containers = _shaped(spec.get("initContainers"), list, "initContainers")
-            _append_all(ops, "/spec/initContainers", init_containers, [init_container(settings)])
+            init = init_container(settings, pythonimage.install_args(python, compat))
+            _append_all(ops, "/spec/initContainers", init_containers, [init])
+        if len(facts.v2_component_spec) > V2_COMPONENT_SPEC_ENV_LIMIT and not facts.has_component_spec:
+            warnings.append(
+                f"wandb-kfp-webhook: the component spec is over {V2_COMPONENT_SPEC_ENV_LIMIT} bytes; "
+                "it is not saved in the W&B run"
+            )
     if settings.offline_pvc and offline_problem is None:
         volumes.append(
             {

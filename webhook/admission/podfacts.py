@@ -45,6 +45,10 @@ class PodFacts:
     has_component_spec: bool
     #: KFP v1: compact JSON of the template's input/output artifacts (path -> Argo name); "" when none.
     argo_artifacts: str = ""
+    #: The main container's image reference (e.g. `python:3.7`).
+    image: str = ""
+    #: KFP v2 executor: the component spec JSON the launcher carries (`--component_spec`); else empty.
+    v2_component_spec: str = ""
 
 
 def labels_of(pod: dict[str, Any]) -> dict[str, str]:
@@ -234,4 +238,6 @@ def read_facts(pod: dict[str, Any]) -> PodFacts:
         component_name=_component_name(pod, kind, flags, node_name),
         has_component_spec=KFP_COMPONENT_SPEC_ANNOTATION in pod_annotations,
         argo_artifacts=argo_artifacts_of(argo_template_text(pod)) if kind == contract.KIND_V1_COMPONENT else "",
+        image=str(pod["spec"]["containers"][index].get("image") or "") if index is not None else "",
+        v2_component_spec=flags.get("component_spec", "") if kind == contract.KIND_V2_EXECUTOR else "",
     )

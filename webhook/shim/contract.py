@@ -15,6 +15,8 @@ BOOTSTRAP_SUBDIR = "bootstrap"
 LIB_SUBDIR = "lib"
 #: Holds vendored wandb site directories, one per Python minor ("py3.11"), plus shared files.
 SITE_SUBDIR = "site"
+#: Suffix of the compat site of a minor ("py3.11-compat"): a wandb that works with an older protobuf.
+COMPAT_SITE_SUFFIX = "-compat"
 #: Name the shim package is installed under in the pod (not "webhook", which user code may own).
 SHIM_PACKAGE_NAME = "wandb_kfp_shim"
 #: Name of the init container, the volume and the mount; also how double injection is detected.
@@ -22,6 +24,12 @@ INIT_CONTAINER_NAME = "wandb-shim-install"
 VOLUME_NAME = "wandb-shim"
 #: What the init container runs (argv after the image's entrypoint-less command).
 INSTALL_COMMAND = ["wandb-kfp-webhook", "shim", "install", SHIM_MOUNT_PATH]
+#: Added to INSTALL_COMMAND, with the minor ("3.7"), when the main container's image names its CPython:
+#: only that minor's vendored sites are copied.
+INSTALL_PYTHON_FLAG = "--python"
+#: Added after INSTALL_PYTHON_FLAG when the pod installs packages that may load an older protobuf: the
+#: minor's compat site (site/py3.X-compat) is copied too.
+INSTALL_COMPAT_FLAG = "--compat"
 #: Volume that holds offline runs when an admin configures a PVC for them.
 OFFLINE_VOLUME_NAME = "wandb-offline"
 
@@ -71,7 +79,8 @@ PIPELINE_NAME = "WANDB_KFP_PIPELINE_NAME"
 #: Argo workflow name and node name (annotation workflows.argoproj.io/node-name).
 WORKFLOW_NAME = "WANDB_KFP_WORKFLOW"
 NODE_NAME = "WANDB_KFP_NODE_NAME"
-#: KFP v1 component spec JSON, from annotation pipelines.kubeflow.org/component_spec (downward API).
+#: Component spec JSON: KFP v1 from annotation pipelines.kubeflow.org/component_spec (downward API);
+#: KFP v2 the launcher's --component_spec, by value (when small enough).
 COMPONENT_SPEC = "WANDB_KFP_COMPONENT_SPEC"
 #: KFP v1 only: the Argo artifacts of the pod's template as compact JSON
 #: `{"inputs": {<path>: <Argo artifact name>}, "outputs": {<path>: <Argo artifact name>}}`, so producer and
@@ -83,6 +92,8 @@ ARGO_ARTIFACTS_MAX_CHARS = 64 * 1024
 INIT_TIMEOUT = "WANDB_KFP_INIT_TIMEOUT"
 #: Largest local output artifact file, in bytes, the shim uploads (larger ones are logged by reference).
 MAX_UPLOAD_BYTES = "WANDB_KFP_MAX_UPLOAD_BYTES"
+#: "off" stops the shim printing the online run's URL (`wandb-kfp-shim: W&B run: <url>`) to stderr.
+RUN_LINK = "WANDB_KFP_RUN_LINK"
 #: Set by the shim in its own process so child processes never start runs of their own.
 ACTIVE_MARKER = "WANDB_KFP_SHIM_ACTIVE_PID"
 #: "1" makes the bootstrap print its activation decision to stderr (troubleshooting).

@@ -14,6 +14,8 @@ STAGES = (
     "hook",  # the hook firing: v1 parse_args replacement, v2 executor import
     "import_wandb",  # importing wandb when the component starts
     "init",  # starting the W&B run
+    "run_link",  # printing the online run's URL
+    "component_file",  # saving the component spec in the run
     "inputs",  # recording inputs (config, input artifacts)
     "lineage",  # recording the inputs' lineage entries (config["kubeflow"]["inputs"])
     "outputs",  # recording outputs (summary, output artifacts) after success

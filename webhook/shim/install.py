@@ -5,7 +5,11 @@ The init container runs `install` into the shared emptyDir. The layout it writes
     DEST/bootstrap/sitecustomize.py   the only file there (DEST/bootstrap goes first on PYTHONPATH)
     DEST/lib/wandb_kfp_shim/...       the shim package (a copy of webhook/shim without webhook-only files)
     DEST/site/py3.X/...               vendored wandb per CPython minor, from the payload, when one exists
+    DEST/site/py3.X-compat/...        the compat wandb of a minor (older protobuf), where the payload has one
     DEST/.wandb-kfp-shim-complete     written last; its absence means "half-copied, redo"
+
+With `--python 3.X` (the webhook passes it when the main container's image names its CPython minor) only
+that minor's sites and the manifest are copied; hardlinks between them are kept.
 
 This module runs only in the webhook image (Python 3.10+); it is not copied into pods.
 """
@@ -16,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -30,6 +35,9 @@ DEFAULT_PAYLOAD_DIR = Path(contract.DEFAULT_PAYLOAD_DIR)
 COMPLETE_MARKER = ".wandb-kfp-shim-complete"
 #: Modules of webhook/shim that only the webhook image uses; pods never need them.
 WEBHOOK_ONLY_FILES = frozenset({"install.py", "payload.py"})
+
+#: What --python accepts: a CPython minor.
+PYTHON_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
 
 SHIM_SOURCE_DIR = Path(__file__).resolve().parent
 BOOTSTRAP_SOURCE = SHIM_SOURCE_DIR / contract.BOOTSTRAP_SUBDIR / "sitecustomize.py"
@@ -65,9 +73,11 @@ def resolve_payload(payload: Optional[os.PathLike[str] | str] = None) -> Optiona
     return root if (root / contract.SITE_SUBDIR / "manifest.json").is_file() else None
 
 
-def _stamp(payload: Optional[Path]) -> str:
-    """Identity of what an install would write: shim file contents plus the payload manifest."""
+def _stamp(payload: Optional[Path], python: Optional[str] = None, compat: bool = True) -> str:
+    """Identity of what an install would write: shim file contents, the payload manifest, the minor chosen."""
     digest = hashlib.sha256()
+    if python is not None:
+        digest.update(b"python=" + python.encode() + (b"+compat" if compat else b"") + b"\0")
     for rel in [Path(contract.BOOTSTRAP_SUBDIR) / "sitecustomize.py", *_shim_files()]:
         digest.update(str(rel).encode() + b"\0" + (SHIM_SOURCE_DIR / rel).read_bytes() + b"\0")
     if payload is not None:
@@ -75,9 +85,12 @@ def _stamp(payload: Optional[Path]) -> str:
     return digest.hexdigest()
 
 
-def copy_tree_with_links(src: Path, dst: Path) -> Dict[str, int]:
-    """Copy src into dst (new), keeping files that are hardlinks of each other linked in the copy."""
-    seen: Dict[tuple[int, int], Path] = {}
+def copy_tree_with_links(src: Path, dst: Path, seen: Optional[Dict[tuple[int, int], Path]] = None) -> Dict[str, int]:
+    """Copy src into dst (new), keeping files that are hardlinks of each other linked in the copy.
+
+    `seen` (source inode -> copied path) is shared by calls that copy trees whose files are linked.
+    """
+    seen = {} if seen is None else seen
     files = links = total_bytes = 0
     dst.mkdir(parents=True)
     for dirpath, dirnames, filenames in os.walk(src):
@@ -104,6 +117,28 @@ def copy_tree_with_links(src: Path, dst: Path) -> Dict[str, int]:
     return {"files": files, "links": links, "bytes": total_bytes}
 
 
+def minor_site_names(python: str, compat: bool = True) -> list[str]:
+    """The site directories a pod running CPython `python` uses: py3.X and (compat) its compat site."""
+    return ["py" + python] + (["py" + python + contract.COMPAT_SITE_SUFFIX] if compat else [])
+
+
+def copy_site(src: Path, dst: Path, python: Optional[str] = None, compat: bool = True) -> Dict[str, int]:
+    """Copy the payload's site/ into dst: all of it, or for one minor its site (and compat site) plus the
+    manifest."""
+    if python is None:
+        return copy_tree_with_links(src, dst)
+    dst.mkdir(parents=True)
+    shutil.copy2(src / "manifest.json", dst / "manifest.json")
+    totals = {"files": 1, "links": 0, "bytes": (src / "manifest.json").stat().st_size}
+    seen: Dict[tuple[int, int], Path] = {}
+    for name in minor_site_names(python, compat):
+        if (src / name).is_dir():
+            counts = copy_tree_with_links(src / name, dst / name, seen)
+            for key in totals:
+                totals[key] += counts[key]
+    return totals
+
+
 def _read_marker(dest: Path) -> Optional[Dict[str, Any]]:
     try:
         marker = json.loads((dest / COMPLETE_MARKER).read_text())
@@ -112,16 +147,27 @@ def _read_marker(dest: Path) -> Optional[Dict[str, Any]]:
     return marker if isinstance(marker, dict) else None
 
 
-def install(dest: os.PathLike[str] | str, payload: Optional[os.PathLike[str] | str] = None) -> Dict[str, Any]:
+def install(
+    dest: os.PathLike[str] | str,
+    payload: Optional[os.PathLike[str] | str] = None,
+    python: Optional[str] = None,
+    compat: bool = True,
+) -> Dict[str, Any]:
     """Install bootstrap + shim package (+ vendored wandb when a payload exists) into dest.
+
+    `python` ("3.7") copies only the vendored site of that CPython minor, and its compat site when
+    `compat`; None copies every minor's sites.
 
     Idempotent: a complete install of the same content is left as is. Anything else in the shim's
     subdirectories (a half-copied run killed mid-way, an older version) is removed and redone; the
     completion marker is removed first and written last, so it only ever describes a whole copy.
     """
     dest = Path(dest)
+    if python is not None and not PYTHON_MINOR.match(python):
+        raise ValueError(f"--python must be a CPython minor such as 3.11, got {python!r}")
     payload_root = resolve_payload(payload)
-    stamp = _stamp(payload_root)
+    compat = compat or python is None
+    stamp = _stamp(payload_root, python, compat)
     previous = _read_marker(dest)
     if previous is not None and previous.get("stamp") == stamp:
         return dict(previous, reused=True)
@@ -149,9 +195,13 @@ def install(dest: os.PathLike[str] | str, payload: Optional[os.PathLike[str] | s
     site_counts = {"files": 0, "links": 0, "bytes": 0}
     minors: Dict[str, str] = {}
     if payload_root is not None:
-        site_counts = copy_tree_with_links(payload_root / contract.SITE_SUBDIR, dest / contract.SITE_SUBDIR)
+        site_counts = copy_site(payload_root / contract.SITE_SUBDIR, dest / contract.SITE_SUBDIR, python, compat)
         manifest = json.loads((payload_root / contract.SITE_SUBDIR / "manifest.json").read_text())
-        minors = {minor: entry["wandb"] for minor, entry in manifest.get("minors", {}).items()}
+        minors = {
+            minor: entry["wandb"]
+            for minor, entry in manifest.get("minors", {}).items()
+            if python is None or minor == python
+        }
 
     result = {
         "stamp": stamp,
@@ -161,6 +211,8 @@ def install(dest: os.PathLike[str] | str, payload: Optional[os.PathLike[str] | s
         "hardlinks": site_counts["links"],
         "bytes": total_bytes + site_counts["bytes"],
         "wandb": minors,
+        "python": python,
+        "compat": compat,
     }
     marker_tmp = dest / (COMPLETE_MARKER + ".tmp")
     marker_tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
@@ -182,6 +234,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     install_cmd.add_argument(
         "--payload", type=Path, default=None, help=f"default: ${PAYLOAD_ENV} or {DEFAULT_PAYLOAD_DIR}"
     )
+    install_cmd.add_argument(
+        contract.INSTALL_PYTHON_FLAG,
+        dest="python",
+        metavar="3.X",
+        default=None,
+        help="copy only the vendored wandb of this CPython minor (default: every minor)",
+    )
+    install_cmd.add_argument(
+        contract.INSTALL_COMPAT_FLAG,
+        dest="compat",
+        action="store_true",
+        help="with --python: also copy that minor's compat wandb (for images that load an older protobuf)",
+    )
     build_cmd = commands.add_parser("build-payload", help="vendor wandb per CPython minor into DIR/site")
     build_cmd.add_argument("dir", type=Path)
     build_cmd.add_argument(
@@ -196,12 +261,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.command == "install":
         try:
-            result = install(args.dir, args.payload)
+            result = install(args.dir, args.payload, args.python, args.compat)
         except (OSError, ValueError) as error:
             print(f"wandb-kfp-webhook shim install: {error}", file=sys.stderr)
             return 1
         state = "already installed" if result["reused"] else "installed"
         vendored = ", ".join(f"py{minor}: wandb {version}" for minor, version in sorted(result["wandb"].items()))
+        if args.python is not None and not vendored:
+            vendored = f"nothing for Python {args.python}"
         print(
             f"{state} shim in {result['dest']}: {result['files']} files, {result['hardlinks']} hardlinks, "
             f"{result['bytes']} bytes; vendored {vendored or 'nothing (no payload)'}"

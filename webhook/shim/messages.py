@@ -8,6 +8,8 @@ import contextlib
 import os
 import sys
 
+from . import contract
+
 PREFIX = "wandb-kfp-shim: "
 _SHIM_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -18,6 +20,12 @@ def say(message):
         text = "".join(PREFIX + line + "\n" for line in str(message).splitlines() or [""])
         sys.stderr.write(text)
         sys.stderr.flush()
+
+
+def debug(message):
+    """say(message) only when WANDB_KFP_SHIM_DEBUG is set (troubleshooting lines, off by default)."""
+    if os.environ.get(contract.SHIM_DEBUG, "") not in ("", "0"):
+        say(message)
 
 
 def describe(exc):

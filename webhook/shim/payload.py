@@ -1,9 +1,14 @@
 """Build the vendored-wandb payload: OUT/site/py3.X per CPython minor, plus OUT/site/manifest.json.
 
-Component images run any CPython from 3.8 to 3.13 and usually have no wandb, so the shim carries one per
+Component images run any CPython from 3.7 to 3.13 and usually have no wandb, so the shim carries one per
 minor: real wheels fetched by pip for that minor and this machine's architecture (manylinux/glibc).
 Files identical across minors (most of wandb, its Go core binary, pure-Python dependencies) are stored
 once as hardlinks, which `install` keeps when it copies the payload into a pod.
+
+Where the wandb for a minor needs a newer protobuf than images commonly load first (kfp 2.0.x imports
+protobuf 3.20 before the component runs), OUT/site/py3.X-compat holds a second wandb that works with the
+image's protobuf: wandb 0.18.7 (protobuf 3.19+ on every minor) without a protobuf of its own, so the one
+the image already loaded is the one it uses.
 
 pip evaluates dependency markers (`python_version < '3.10'`) against the interpreter running it, not
 the `--python-version` target, so each minor is resolved with a real interpreter of that minor when one
@@ -30,9 +35,10 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from . import contract
 
 #: Bump when the layout or build recipe changes, so cached payloads are rebuilt.
-PAYLOAD_FORMAT = 1
+PAYLOAD_FORMAT = 2
 #: wandb per CPython minor: the newest release whose wheels declare support for that minor.
 WANDB_PINS: Dict[str, str] = {
+    "3.7": "wandb==0.18.7",
     "3.8": "wandb==0.24.2",
     "3.9": "wandb==0.26.1",
     "3.10": "wandb==0.31.0",
@@ -41,6 +47,15 @@ WANDB_PINS: Dict[str, str] = {
     "3.13": "wandb==0.31.0",
 }
 SUPPORTED_MINORS = tuple(WANDB_PINS)
+#: The compat wandb: accepts protobuf >= 3.19 (< 6) on every minor its py3 wheel installs on.
+COMPAT_PIN = "wandb==0.18.7"
+#: Minors whose pinned wandb refuses protobuf 3.19-4.21 (0.26.1: > 4.21.0; 0.31.0: >= 5), so they get a
+#: compat site. 3.7 is pinned to the compat release itself, and 3.8's 0.24.2 accepts protobuf >= 3.12.
+COMPAT_MINORS = ("3.9", "3.10", "3.11", "3.12", "3.13")
+#: Suffix of a compat site's directory: site/py3.X-compat.
+COMPAT_SUFFIX = contract.COMPAT_SITE_SUFFIX
+#: Distributions never put in a compat site: the image's own copy must be the one wandb uses.
+COMPAT_EXCLUDED = ("protobuf",)
 SUPPORTED_PLATFORMS = ("x86_64", "aarch64")
 #: Newest manylinux glibc level accepted; wandb's own wheels need 2.28 (its Go core binary).
 NEWEST_GLIBC_MINOR = 28
@@ -83,6 +98,8 @@ def find_interpreter(minor: str) -> Optional[Path]:
 
 def _pip_install(python: Path, target: Path, minor: str, arch: str, requirements: Sequence[str]) -> None:
     abi = "cp" + minor.replace(".", "")
+    if tuple(int(part) for part in minor.split(".")) < (3, 8):
+        abi += "m"  # CPython 3.7 and older are built with pymalloc: their ABI tag is cp37m
     command = [
         str(python),
         "-m",
@@ -135,7 +152,7 @@ def _target_environment(minor: str, arch: str) -> Dict[str, str]:
     }
 
 
-def missing_requirements(site: Path, minor: str, arch: str) -> List[str]:
+def missing_requirements(site: Path, minor: str, arch: str, exclude: Sequence[str] = ()) -> List[str]:
     """Requirements of the installed dists that hold for the target minor but are not installed."""
     try:
         from packaging.requirements import Requirement
@@ -154,9 +171,39 @@ def missing_requirements(site: Path, minor: str, arch: str) -> List[str]:
         requirement = Requirement(text)
         if requirement.marker is not None and not requirement.marker.evaluate(environment):
             continue
-        if _normalize(requirement.name) not in installed:
+        name = _normalize(requirement.name)
+        if name not in installed and name not in {_normalize(item) for item in exclude}:
             missing.append(str(requirement).split(";")[0].strip())
     return sorted(set(missing))
+
+
+def requirement_floor(site: Path, dist: str, requirement_name: str, minor: str, arch: str) -> Optional[List[object]]:
+    """[version, inclusive] of the lowest `requirement_name` that `dist` in site accepts on the target minor."""
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment]
+
+    for info in _dist_infos(site):
+        metadata = email.parser.Parser().parsestr((info / "METADATA").read_text(encoding="utf-8"))
+        if _normalize(metadata["Name"]) != _normalize(dist):
+            continue
+        environment = _target_environment(minor, arch)
+        for text in metadata.get_all("Requires-Dist") or []:
+            requirement = Requirement(text)
+            if _normalize(requirement.name) != _normalize(requirement_name):
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate(environment):
+                continue
+            floors = [
+                [spec.version, spec.operator == ">="] for spec in requirement.specifier if spec.operator in (">=", ">")
+            ]
+            return max(floors, key=lambda item: _version_key(str(item[0]))) if floors else None
+    return None
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 def _merge_tree(src: Path, dst: Path) -> None:
@@ -165,14 +212,21 @@ def _merge_tree(src: Path, dst: Path) -> None:
             shutil.move(str(entry), str(dst / entry.name))
 
 
-def build_minor(site: Path, minor: str, arch: str) -> Dict[str, object]:
-    """pip-install the pinned wandb for one minor into site (new dir); return its manifest entry."""
+def build_minor(site: Path, minor: str, arch: str, compat: bool = False) -> Dict[str, object]:
+    """pip-install the pinned wandb for one minor into site (new dir); return its manifest entry.
+
+    compat=True installs COMPAT_PIN without the distributions in COMPAT_EXCLUDED (protobuf).
+    """
     python = find_interpreter(minor)
     resolver = "native" if python is not None else "cross"
     pip_python = python or Path(sys.executable)
-    _pip_install(pip_python, site, minor, arch, [WANDB_PINS[minor]])
+    exclude = COMPAT_EXCLUDED if compat else ()
+    if compat:
+        _pip_install(pip_python, site, minor, arch, [COMPAT_PIN, "--no-deps"])
+    else:
+        _pip_install(pip_python, site, minor, arch, [WANDB_PINS[minor]])
     for _round in range(4):
-        missing = missing_requirements(site, minor, arch)
+        missing = missing_requirements(site, minor, arch, exclude)
         if not missing:
             break
         with tempfile.TemporaryDirectory(dir=site.parent) as extra:
@@ -185,10 +239,14 @@ def build_minor(site: Path, minor: str, arch: str) -> Dict[str, object]:
     for info in _dist_infos(site):
         name, _, version = info.name[: -len(".dist-info")].rpartition("-")
         versions[_normalize(name)] = version
+    leaked = [name for name in exclude if _normalize(name) in versions]
+    if leaked or (compat and (site / "google" / "protobuf").exists()):
+        raise RuntimeError(f"py{minor} compat site must not hold {leaked or ['google.protobuf']}")
     return {
         "wandb": versions.get("wandb", ""),
         "resolver": resolver,
         "glibc_min": "%d.%d" % required_glibc(site),
+        "protobuf_min": requirement_floor(site, "wandb", "protobuf", minor, arch),
         "distributions": dict(sorted(versions.items())),
     }
 
@@ -233,6 +291,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def site_dirs(site: Path, minor: str) -> List[Path]:
+    """The directories under site a pod running `minor` needs: py3.X and, when there is one, py3.X-compat."""
+    return [path for path in (site / f"py{minor}", site / f"py{minor}{COMPAT_SUFFIX}") if path.is_dir()]
+
+
+def install_size(site: Path, minor: str) -> Dict[str, int]:
+    """Files and bytes `shim install --python minor` copies from site (hardlinked files counted once):
+    `files`/`bytes` without the compat site, `compat_files`/`compat_bytes` with it (`--compat`)."""
+    primary = _unique_size(site_dirs(site, minor)[:1])
+    both = _unique_size(site_dirs(site, minor))
+    return {"files": primary[0], "bytes": primary[1], "compat_files": both[0], "compat_bytes": both[1]}
+
+
+def _unique_size(roots: Sequence[Path]) -> tuple[int, int]:
+    seen = set()
+    files = size = 0
+    for root in roots:
+        for path in _files(root):
+            info = path.stat()
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            files += 1
+            size += info.st_size
+    return files, size
+
+
 def dedupe(roots: Sequence[Path]) -> Dict[str, int]:
     """Replace files with identical content and mode under roots by hardlinks to the first copy."""
     first: Dict[tuple[str, int], Path] = {}
@@ -273,15 +358,21 @@ def build_payload(
     staging = Path(tempfile.mkdtemp(prefix=".site-build-", dir=out))
     try:
         entries: Dict[str, Dict[str, object]] = {}
+        names = []  # site directory names, primary then compat
         for minor in minors:
             entries[minor] = build_minor(staging / f"py{minor}", minor, arch)
-        per_minor_bytes = {}
+            names.append(f"py{minor}")
+            if minor in COMPAT_MINORS:
+                entries[minor]["compat"] = build_minor(staging / f"py{minor}{COMPAT_SUFFIX}", minor, arch, compat=True)
+                names.append(f"py{minor}{COMPAT_SUFFIX}")
         for minor in minors:
-            files = list(_files(staging / f"py{minor}"))
-            per_minor_bytes[minor] = (len(files), sum(path.stat().st_size for path in files))
-        totals = dedupe([staging / f"py{minor}" for minor in minors])
+            for entry, name in ((entries[minor], f"py{minor}"), (entries[minor].get("compat"), f"py{minor}-compat")):
+                if isinstance(entry, dict):
+                    files = list(_files(staging / name))
+                    entry["files"], entry["bytes"] = len(files), sum(path.stat().st_size for path in files)
+        totals = dedupe([staging / name for name in names])
         for minor in minors:
-            entries[minor]["files"], entries[minor]["bytes"] = per_minor_bytes[minor]
+            entries[minor]["install"] = install_size(staging, minor)
         manifest: Dict[str, object] = {
             "format": PAYLOAD_FORMAT,
             "platform": arch,

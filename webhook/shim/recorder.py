@@ -202,6 +202,9 @@ class Recorder:
                 return False
             self._adopt_user_calls()
             self.update_config(config)
+            from .runextras import after_start
+
+            after_start(self)
             return True
         except Exception as exc:
             say("could not start the W&B run (" + describe(exc) + "); the component runs unrecorded")
@@ -230,6 +233,9 @@ class Recorder:
         if not env(contract.WANDB_DIR):
             os.makedirs(contract.DEFAULT_RUN_DIR, exist_ok=True)
             kwargs["dir"] = contract.DEFAULT_RUN_DIR
+        else:  # wandb 0.18 (vendored for 3.7 and as compat) writes to /tmp when WANDB_DIR does not exist
+            with contextlib.suppress(OSError):
+                os.makedirs(env(contract.WANDB_DIR), exist_ok=True)
         return kwargs
 
     @staticmethod

@@ -114,6 +114,7 @@ app.kubernetes.io/part-of: wandb-kfp-webhook
   "init_timeout_seconds" (int $w.initTimeoutSeconds)
   "max_upload_bytes" (int64 $w.maxUploadBytes)
   "shim_enabled" $i.shimEnabled
+  "run_link_in_logs" $i.runLinkInLogs
   "pipelines" $i.pipelines
   "shim_image" (include "wkw.shimImage" .)
   "shim_image_pull_policy" $i.shim.pullPolicy

@@ -29,7 +29,7 @@ _MAX_PROGRAM_BYTES = 8 * 1024 * 1024
 #: sys.modules key present while the image's sitecustomize is being chained (another copy of this file,
 #: reached through a second bootstrap entry on PYTHONPATH, must then only chain further).
 _CHAIN_GUARD = "_wandb_kfp_shim_bootstrap_chaining"
-_SUPPORTED = ((3, 8), (3, 13))
+_SUPPORTED = ((3, 7), (3, 13))
 _ARCHES = ("x86_64", "aarch64")
 _OFF_VALUES = ("off", "0", "false", "no", "disabled")
 
