@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from webhook.shim import contract
-from webhook.shim.install import COMPLETE_MARKER, is_complete
+from webhook.shim_build.install import COMPLETE_MARKER, is_complete
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "image-build.sh"

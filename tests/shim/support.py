@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional
 
 from tests.support.venvs import cache_lock, cache_root, find_python
-from webhook.shim import contract, payload
-from webhook.shim.install import install
+from webhook.shim import contract
+from webhook.shim_build import payload
+from webhook.shim_build.install import install
 
 #: Minors the tests need vendored (the rest of SUPPORTED_MINORS is built too, for the size figures).
 PAYLOAD_MINORS = payload.SUPPORTED_MINORS

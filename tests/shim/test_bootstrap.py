@@ -56,10 +56,12 @@ def test_bootstrap_names_match_the_contract():
     """The bootstrap finds the package by path before it can import the contract: the names must agree."""
     assigned = {}
     for node in ast.parse(BOOTSTRAP_SOURCE.read_text()).body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            assigned[node.targets[0].id] = node.value.value
+        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Tuple)):
+            assigned[node.targets[0].id] = ast.literal_eval(node.value)
     assert assigned["_LIB_SUBDIR"] == contract.LIB_SUBDIR
     assert assigned["_PACKAGE"] == contract.SHIM_PACKAGE_NAME
+    assert assigned["_V2_MODULES"] == contract.V2_EXECUTOR_MAIN_MODULES
+    assert assigned["_V1_MARKERS"] == tuple(marker.encode() for marker in contract.V1_PROGRAM_MARKERS)
 
 
 @pytest.mark.parametrize("minor", ["2.7", "3.6", *ALL_MINORS])
@@ -272,5 +274,5 @@ def test_every_shim_module_imports_under_each_supported_python(minor, shim):
     done = support.run_python(python, ["-c", IMPORT_EVERY_MODULE, str(shim / contract.LIB_SUBDIR)], plain_env())
     assert done.returncode == 0, done.stderr
     names = done.stdout.split()
-    assert {"activate", "contract", "kfp_v1", "kfp_v2", "recorder", "runextras", "site", "messages"} <= set(names)
+    assert {"activate", "contract", "kfp_v1", "kfp_v2", "recorder", "runextras", "wandb_import", "messages"} <= set(names)
     assert not {"install", "payload"} & set(names)

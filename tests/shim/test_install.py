@@ -11,7 +11,7 @@ import pytest
 
 from tests.shim import support
 from webhook.shim import contract
-from webhook.shim.install import COMPLETE_MARKER, PAYLOAD_ENV, install, is_complete, main
+from webhook.shim_build.install import COMPLETE_MARKER, PAYLOAD_ENV, install, is_complete, main
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
@@ -32,7 +32,7 @@ def test_install_without_payload_lays_out_bootstrap_and_package(tmp_path, monkey
     assert sorted(os.listdir(shim / contract.BOOTSTRAP_SUBDIR)) == ["sitecustomize.py"]
     package = shim / contract.LIB_SUBDIR / contract.SHIM_PACKAGE_NAME
     names = {path.name for path in package.rglob("*")}
-    assert {"__init__.py", "contract.py", "site.py"} <= names
+    assert {"__init__.py", "contract.py", "wandb_import.py"} <= names
     assert not names & {"install.py", "payload.py", "__pycache__"}  # webhook-only files stay out of pods
     assert not (shim / contract.SITE_SUBDIR).exists()
     assert result["payload"] is None and result["wandb"] == {} and not result["reused"]

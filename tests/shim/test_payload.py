@@ -15,8 +15,9 @@ from packaging.specifiers import SpecifierSet
 
 from tests.shim import support
 from tests.support.venvs import cache_root
-from webhook.shim import contract, payload
-from webhook.shim.install import main
+from webhook.shim import contract
+from webhook.shim_build import payload
+from webhook.shim_build.install import main
 
 
 def manifest_of(root: Path) -> dict:

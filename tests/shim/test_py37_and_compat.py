@@ -27,8 +27,8 @@ from tests.shim.support import install_shim, payload_dir
 from tests.shim.wandb_reader import read_only_run
 from tests.support.venvs import ensure_venv
 from webhook.shim import contract
-from webhook.shim.install import install
 from webhook.shim.runextras import COMPONENT_FILE_TYPE
+from webhook.shim_build.install import install
 
 KFP27_RUNTIME = ["kfp==2.7.0", "--no-deps", "typing-extensions>=3.7.4,<5"]  # what the component's pip step runs
 

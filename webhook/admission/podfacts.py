@@ -27,8 +27,7 @@ MAIN_CONTAINER = "main"
 #: envFrom sources KFP itself adds to every v2 executor (they hold METADATA_GRPC_SERVICE_HOST/PORT only).
 KFP_SYSTEM_ENV_FROM = frozenset({"metadata-grpc-configmap"})
 
-_V1_CALL = re.compile(r"_outputs = ([A-Za-z_][A-Za-z0-9_]*)\(\*\*_parsed_args\)")
-_V2_EXECUTOR_MODULES = ("kfp.dsl.executor_main", "kfp.components.executor_main")
+_V1_CALL = re.compile(contract.V1_CALL_PATTERN, re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ def classify(pod: dict[str, Any], argv: list[str]) -> str:
     if pod_labels.get(KFP_V2_LABEL) == "true" or annotations_of(pod).get(KFP_V2_LABEL) == "true":
         if program == "driver":
             return contract.KIND_V2_DRIVER
-        if program == "launch" and any(module in word for word in argv for module in _V2_EXECUTOR_MODULES):
+        if program == "launch" and any(module in word for word in argv for module in contract.V2_EXECUTOR_MAIN_MODULES):
             return contract.KIND_V2_EXECUTOR
         return contract.KIND_ARGO
     if any(_V1_CALL.search(word) for word in argv):

@@ -12,10 +12,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from webhook.admission import config as cfg
 from webhook.cli.errors import EXIT_BAD_INPUT, InputError
+
+# Nothing heavy at module level: `shim install` (every injected pod's init container) starts here.
 
 
 def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
@@ -30,6 +29,8 @@ def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from webhook.admission import config as cfg
+
     parser = argparse.ArgumentParser(prog="wandb-kfp-webhook", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=os.environ.get("WANDB_KFP_WEBHOOK_LOG_LEVEL", "INFO"))
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["shim"]:
-        from webhook.shim import install  # stdlib only: keeps the init container fast
+        from webhook.shim_build import install  # stdlib only: keeps the init container fast
 
         return int(install.main(argv[1:]))
     if argv[:2] == ["certs", "sync"]:
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(sync_main(argv[2:]))
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
     from webhook import logs
 
     logs.configure(args.log_level)

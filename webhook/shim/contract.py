@@ -107,6 +107,18 @@ DEFAULT_MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 #: Where offline runs are written when WANDB_DIR is not set.
 DEFAULT_RUN_DIR = "/tmp/wandb-kfp"  # noqa: S108 - inside the component container, per pod
 
+# --- How a KFP component is recognised (by the webhook in a pod, by the shim in a process) ----------
+#: The line of a KFP v1 generated program (`create_component_from_func`) that calls the component
+#: function; group 1 is the function's name. A regex source, for `re.compile(..., re.MULTILINE)`.
+V1_CALL_PATTERN = r"^_outputs = ([A-Za-z_][A-Za-z0-9_]*)\(\*\*_parsed_args\)"
+#: Lines every KFP v1 generated program has, in this order (the bootstrap's cheap check of a script;
+#: it repeats them as literals, since it decides before it can read this module: tests keep them equal).
+V1_PROGRAM_MARKERS = ("_parsed_args = vars(_parser.parse_args())", "\n_outputs = ", "(**_parsed_args)")
+#: `python -m` modules that run a KFP v2 component: kfp >= 2.1, and 2.0.x.
+V2_EXECUTOR_MAIN_MODULES = ("kfp.dsl.executor_main", "kfp.components.executor_main")
+#: Modules that define the KFP v2 `Executor` class the shim hooks: kfp >= 2.1, and 2.0.x.
+V2_EXECUTOR_MODULES = ("kfp.dsl.executor", "kfp.components.executor")
+
 # --- Pod kinds --------------------------------------------------------------------------------------
 KIND_V1_COMPONENT = "kfp-v1-component"
 KIND_V2_EXECUTOR = "kfp-v2-executor"

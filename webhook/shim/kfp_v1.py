@@ -26,7 +26,7 @@ from .recorder import (
 )
 
 #: The line of the generated program that calls the component function.
-CALL_PATTERN = re.compile(r"^_outputs = ([A-Za-z_][A-Za-z0-9_]*)\(\*\*_parsed_args\)", re.MULTILINE)
+CALL_PATTERN = re.compile(contract.V1_CALL_PATTERN, re.MULTILINE)
 #: argparse dest of the return-value output files; `type=` of OutputPath arguments.
 OUTPUT_PATHS_DEST = "_output_paths"
 OUTPUT_PATH_TYPE_NAME = "_make_parent_dirs_and_return_path"

@@ -26,7 +26,7 @@ from .recorder import (
 )
 
 #: Modules that define the v2 Executor: kfp 2.1+ and kfp 2.0.
-EXECUTOR_MODULES = ("kfp.dsl.executor", "kfp.components.executor")
+EXECUTOR_MODULES = contract.V2_EXECUTOR_MODULES
 _PATCHED_MARK = "_wandb_kfp_shim_original"
 _REMOTE_MOUNTS = (("gs://", "/gcs/"), ("minio://", "/minio/"), ("s3://", "/s3/"))
 _TEXT_SCHEMAS = {"system.HTML": "html", "system.Markdown": "markdown"}

@@ -50,11 +50,11 @@ KFP_META_KEY = "kubeflow"
 def load_wandb():
     """The wandb module to record with (the image's own wins, else the vendored one), or None.
 
-    site.import_wandb says itself why it found none; without site.py this says it.
+    wandb_import.import_wandb says itself why it found none; without that module this says it.
     """
     faults.check("import_wandb")
     try:
-        from .site import import_wandb
+        from .wandb_import import import_wandb
     except ImportError:
         pass
     else:

@@ -7,8 +7,9 @@ start-up: pip, compilers, venv, user scripts, the component. It therefore
     argv[0] is a file), imports nothing new, and returns at once for anything but a KFP component;
   * never raises and never calls sys.exit (that aborts interpreter start-up): failures are one stderr line.
 The syntax stays parseable by Python 2.7 and 3.6+ so an old image only gets one line, never a traceback.
-The package lives next to this directory; its location is the only contract fact repeated here, because
-the contract module itself is found through it (tests check the two stay equal).
+The package lives next to this directory; its location and the KFP detection patterns are the contract
+facts repeated here, because they are needed before the contract module can be read (tests check that
+they stay equal to webhook/shim/contract.py).
 """
 
 import os

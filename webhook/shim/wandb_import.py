@@ -27,7 +27,7 @@ _VERSION_LINE = re.compile(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", re.MULTIL
 
 
 def shim_root() -> str:
-    """DIR: this file is DIR/lib/wandb_kfp_shim/site.py."""
+    """DIR: this file is DIR/lib/wandb_kfp_shim/wandb_import.py."""
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

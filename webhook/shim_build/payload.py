@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from . import contract
+from webhook.shim import contract
 
 #: Bump when the layout or build recipe changes, so cached payloads are rebuilt.
 PAYLOAD_FORMAT = 2
@@ -245,7 +245,7 @@ def build_minor(site: Path, minor: str, arch: str, compat: bool = False) -> Dict
     return {
         "wandb": versions.get("wandb", ""),
         "resolver": resolver,
-        "glibc_min": "%d.%d" % required_glibc(site),
+        "glibc_min": "{}.{}".format(*required_glibc(site)),
         "protobuf_min": requirement_floor(site, "wandb", "protobuf", minor, arch),
         "distributions": dict(sorted(versions.items())),
     }

@@ -19,7 +19,7 @@ import json, os, sys
 lib = sys.argv[1]
 sys.path.append(lib)
 path_before = list(sys.path)
-from wandb_kfp_shim.site import import_wandb
+from wandb_kfp_shim.wandb_import import import_wandb
 wandb = import_wandb()
 report = {
     "version": getattr(wandb, "__version__", None),

@@ -26,20 +26,19 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from . import contract
+from webhook.shim import contract
 
 #: Image-level variable naming the directory that holds the prebuilt payload (it contains `site/`).
 PAYLOAD_ENV = contract.PAYLOAD_DIR_ENV
 DEFAULT_PAYLOAD_DIR = Path(contract.DEFAULT_PAYLOAD_DIR)
 #: Written last by install; holds the stamp of what was installed.
 COMPLETE_MARKER = ".wandb-kfp-shim-complete"
-#: Modules of webhook/shim that only the webhook image uses; pods never need them.
-WEBHOOK_ONLY_FILES = frozenset({"install.py", "payload.py"})
 
 #: What --python accepts: a CPython minor.
 PYTHON_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
 
-SHIM_SOURCE_DIR = Path(__file__).resolve().parent
+#: The runtime shim package (webhook/shim): everything in it is copied into pods.
+SHIM_SOURCE_DIR = Path(contract.__file__).resolve().parent
 BOOTSTRAP_SOURCE = SHIM_SOURCE_DIR / contract.BOOTSTRAP_SUBDIR / "sitecustomize.py"
 
 
@@ -51,8 +50,6 @@ def _shim_files() -> list[Path]:
         if not path.is_file() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
             continue
         if rel.parts[0] == contract.BOOTSTRAP_SUBDIR:
-            continue
-        if len(rel.parts) == 1 and rel.name in WEBHOOK_ONLY_FILES:
             continue
         files.append(rel)
     return files
@@ -275,7 +272,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         )
         return 0
 
-    from . import payload as payload_module
+    from webhook.shim_build import payload as payload_module
 
     try:
         manifest = payload_module.build_payload(
