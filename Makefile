@@ -40,8 +40,10 @@ lint: $(STAMP)
 image: $(STAMP)
 	nice $(PY) -m tests.container.images webhook --dist dist
 
+# Recompile the pod fixtures with the real KFP SDKs, then rewrite the expected injected pods from them.
 fixtures: $(STAMP)
 	$(PY) -m tests.fixtures.generate
+	$(PY) -m tests.unit.admission.test_injected_pods
 
 demo: $(STAMP)
 	$(PY) -m tests.demo

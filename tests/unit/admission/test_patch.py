@@ -10,7 +10,8 @@ import pytest
 
 from tests.fixtures import pods as fixture_pods
 from webhook.admission import config as cfg
-from webhook.admission.patch import escape_pointer, run_id_for
+from webhook.admission.envvars import run_id_for
+from webhook.admission.patch import escape_pointer
 from webhook.admission.review import evaluate
 from webhook.shim import contract
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.fixtures import pods as fixture_pods
 from webhook.admission import config as cfg
 from webhook.admission import pythonimage
-from webhook.admission.patch import V2_COMPONENT_SPEC_ENV_LIMIT
+from webhook.admission.envvars import V2_COMPONENT_SPEC_ENV_LIMIT
 from webhook.admission.podfacts import main_argv
 from webhook.admission.review import evaluate
 from webhook.shim import contract
