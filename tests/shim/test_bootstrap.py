@@ -274,5 +274,6 @@ def test_every_shim_module_imports_under_each_supported_python(minor, shim):
     done = support.run_python(python, ["-c", IMPORT_EVERY_MODULE, str(shim / contract.LIB_SUBDIR)], plain_env())
     assert done.returncode == 0, done.stderr
     names = done.stdout.split()
-    assert {"activate", "contract", "kfp_v1", "kfp_v2", "recorder", "runextras", "wandb_import", "messages"} <= set(names)
+    runtime = {"activate", "contract", "kfp_v1", "kfp_v2", "recorder", "runextras", "wandb_import", "messages"}
+    assert runtime <= set(names)
     assert not {"install", "payload"} & set(names)
