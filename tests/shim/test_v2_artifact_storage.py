@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import os, sys
     sys.path.insert(0, sys.argv[1])
-    from wandb_kfp_shim import kfp_v2, recorder
+    from wandb_kfp_shim import kfp_v2, recorder, values
 
     mounts = sys.argv[2]
     kfp_v2._REMOTE_MOUNTS = (("gs://", mounts + "/gcs/"), ("minio://", mounts + "/minio/"),
@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent(
     assert rec.start({})
     for name, (uri, schema) in outputs.items():
         reference = {"name": name, "schemaTitle": schema, "uri": uri, "metadata": {"k": 1}}
-        kfp_v2.record_output_artifact(rec, name, reference, recorder.max_upload_bytes())
+        kfp_v2.record_output_artifact(rec, name, reference, values.max_upload_bytes())
     rec.finish()
     """
 )

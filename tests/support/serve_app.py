@@ -12,9 +12,9 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from webhook.server.connection import Limits
 from webhook.server.runner import DEFAULT_KEEPALIVE_S, serve
 from webhook.server.tls import DEFAULT_RELOAD_INTERVAL_S
-from webhook.server.worker import Limits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

@@ -18,8 +18,8 @@ from gunicorn.app.base import BaseApplication
 
 from webhook import logs
 from webhook.certificates.checks import describe
+from webhook.server.connection import Limits
 from webhook.server.tls import DEFAULT_RELOAD_INTERVAL_S, CertificateReloader
-from webhook.server.worker import Limits
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

@@ -15,15 +15,8 @@ import sys
 
 from . import contract, faults, lineage
 from .messages import describe, say
-from .recorder import (
-    KFP_LINK_KEY,
-    KFP_META_KEY,
-    Recorder,
-    call_recorded,
-    kfp_metadata,
-    kfp_run_link,
-    max_upload_bytes,
-)
+from .recorder import KFP_LINK_KEY, KFP_META_KEY, Recorder, call_recorded
+from .values import kfp_metadata, kfp_run_link, max_upload_bytes
 
 #: The line of the generated program that calls the component function.
 CALL_PATTERN = re.compile(contract.V1_CALL_PATTERN, re.MULTILINE)

@@ -15,15 +15,8 @@ from typing import Any
 
 from . import contract, faults, lineage
 from .messages import describe, say
-from .recorder import (
-    KFP_LINK_KEY,
-    KFP_META_KEY,
-    Recorder,
-    call_recorded,
-    kfp_metadata,
-    kfp_run_link,
-    max_upload_bytes,
-)
+from .recorder import KFP_LINK_KEY, KFP_META_KEY, Recorder, call_recorded
+from .values import kfp_metadata, kfp_run_link, max_upload_bytes
 
 #: Modules that define the v2 Executor: kfp 2.1+ and kfp 2.0.
 EXECUTOR_MODULES = contract.V2_EXECUTOR_MODULES

@@ -26,6 +26,7 @@ import re
 from . import contract, faults
 from .messages import describe, say
 from .recorder import KFP_META_KEY
+from .values import tree_size
 
 #: Config key, under config["kubeflow"], of the per-input lineage entries.
 INPUTS_KEY = "inputs"
@@ -108,14 +109,14 @@ def add_local(recorder, artifact, path, limit, identity=None):
     is that identity, as for remote URIs, because producer and consumer see the bytes at different
     paths; without one, wandb's own unchecked `file://` reference (digest from the path).
     """
-    if identity is None or _tree_size(path) <= limit:
+    if identity is None or tree_size(path) <= limit:
         return recorder.add_local(artifact, path, limit)
     entry_type = importlib.import_module(
         recorder.wandb.__name__ + ".sdk.artifacts.artifact_manifest_entry"
     ).ArtifactManifestEntry
     name = os.path.basename(os.path.normpath(path)) or "data"
     reference = "file://" + os.path.abspath(path)
-    artifact.manifest.add_entry(entry_type(path=name, ref=reference, digest=identity, size=_tree_size(path)))
+    artifact.manifest.add_entry(entry_type(path=name, ref=reference, digest=identity, size=tree_size(path)))
     return "reference"
 
 
@@ -213,16 +214,3 @@ def record_input_lineage(recorder, entries):
         recorder.update_config({KFP_META_KEY: merged})
     except Exception as exc:
         say("could not record the inputs' lineage (" + describe(exc) + ")")
-
-
-def _tree_size(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
-    return total

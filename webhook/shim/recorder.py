@@ -5,39 +5,36 @@ offline so no data is lost); the kfp_v1 / kfp_v2 modules record inputs and outpu
 closes the run with the component's exit code. Every public method swallows its own errors and says so
 in one `wandb-kfp-shim:` line: the component's outcome is the same with or without a working W&B.
 
-While the shim's run is active, the user's own `wandb.init()` returns that run (merging its config) when
-it asks for nothing the shared run cannot be (another project or entity, a run id, resume), and
-`wandb.finish()` / `run.finish()` from user code are deferred to the shim, so integrations that use
-`wandb.run` or call `wandb.init` (Lightning's WandbLogger, HF `report_to="wandb"`) log into it. A
-`wandb.init` that asks for another project gets a run of its own, as it would without the webhook. When
-user code shared the run, its end waits for the process's end (user threads may still log after the
-component function returned). Only the process that started the run finishes it: a forked child that
-returns from the component function leaves it alone.
+User code's own wandb calls meet the run as `usercalls.SharedRun` describes. When user code shared the
+run, its end waits for the process's end (user threads may still log after the component function
+returned). Only the process that started the run finishes it: a forked child that returns from the
+component function leaves it alone.
 """
 
 import atexit
 import contextlib
 import importlib
-import json
 import os
-import re
 import sys
 from typing import Any, Dict
 
 from . import contract, environment, faults
 from .messages import describe, hide_shim_frames_at_exit, say
+from .usercalls import SharedRun
+from .values import (
+    SUMMARY_TEXT_LIMIT,
+    artifact_name,
+    env,
+    exit_code_of,
+    has_credentials,
+    init_timeout,
+    kfp_run_link,
+    summary_value,
+    tree_size,
+)
 
 #: Settings the shim passes so wandb adds nothing to the component's stdout/stderr.
 _QUIET_SETTINGS = {"silent": True, "quiet": True, "show_info": False, "show_warnings": False}
-_ARTIFACT_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_SUMMARY_TEXT_LIMIT = 2000
-
-#: Run methods user code may call to end the run; deferred to the shim while the component runs.
-_DEFERRED_RUN_METHODS = ("finish", "_finish")
-#: wandb.init arguments that ask for a run the shim's run cannot be: such a call gets a run of its own.
-_OWN_RUN_ARGUMENTS = ("id", "resume", "resume_from", "fork_from")
-#: wandb.init arguments compared with the shim's run: a different value means a run of its own.
-_IDENTITY_ARGUMENTS = ("project", "entity")
 #: Summary keys the shim writes when the component raises.
 EXCEPTION_TYPE_KEY = "exception_type"
 EXCEPTION_MESSAGE_KEY = "exception_message"
@@ -67,111 +64,7 @@ def load_wandb():
     return wandb
 
 
-def env(name, default=None):
-    """An environment value, with empty treated as absent."""
-    value = os.environ.get(name)
-    return value if value else default
-
-
-def kfp_run_link():
-    """`<WANDB_KUBEFLOW_URL>/#/runs/details/<KFP run id>`, or None when either part is unknown."""
-    base_url = env(contract.WANDB_KUBEFLOW_URL)
-    run_id = env(contract.KFP_RUN_ID)
-    if not base_url or not run_id:
-        return None
-    return base_url.rstrip("/") + "/#/runs/details/" + run_id
-
-
-def kfp_metadata(component, kind, extra=None):
-    """Where the component ran, from the pod env the webhook sets; empty fields left out."""
-    fields = {
-        "component": component,
-        "kind": kind,
-        "run_id": env(contract.KFP_RUN_ID),
-        "pipeline": env(contract.PIPELINE_NAME),
-        "workflow": env(contract.WORKFLOW_NAME),
-        "node": env(contract.NODE_NAME),
-        "pod": env(contract.POD_NAME),
-        "namespace": env(contract.POD_NAMESPACE),
-    }
-    fields.update(extra or {})
-    return {key: value for key, value in fields.items() if value not in (None, "")}
-
-
-def artifact_name(name):
-    """A W&B artifact name (letters, digits, `_.-`) made from a KFP input/output name."""
-    cleaned = _ARTIFACT_NAME_UNSAFE.sub("-", str(name)).strip("-.") or "artifact"
-    return cleaned[:128]
-
-
-def summary_value(value):
-    """A JSON-friendly form of a component value for config/summary: as-is when it serialises."""
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        pass
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):
-        return {key: summary_value(item) for key, item in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [summary_value(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): summary_value(item) for key, item in value.items()}
-    text = repr(value)
-    return text if len(text) <= _SUMMARY_TEXT_LIMIT else text[:_SUMMARY_TEXT_LIMIT] + "..."
-
-
-def max_upload_bytes():
-    """Largest local file or directory the shim uploads (bigger ones are logged by reference)."""
-    try:
-        return int(env(contract.MAX_UPLOAD_BYTES, contract.DEFAULT_MAX_UPLOAD_BYTES))
-    except ValueError:
-        return contract.DEFAULT_MAX_UPLOAD_BYTES
-
-
-def init_timeout():
-    """Seconds the online wandb.init may take before the shim goes offline."""
-    try:
-        return float(env(contract.INIT_TIMEOUT, contract.DEFAULT_INIT_TIMEOUT_SECONDS))
-    except ValueError:
-        return float(contract.DEFAULT_INIT_TIMEOUT_SECONDS)
-
-
-def _has_credentials():
-    """True when wandb may find an API key: the env var or a netrc file (wandb's two sources)."""
-    if env(contract.WANDB_API_KEY):
-        return True
-    netrc = env("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
-    return os.path.isfile(netrc)
-
-
-def _tree_size(path):
-    """Bytes in a file or under a directory."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
-    return total
-
-
-def _exit_code_of(exc):
-    """The process exit code an uncaught exception leads to (SystemExit keeps its own)."""
-    if isinstance(exc, SystemExit):
-        code = exc.code
-        if code is None:
-            return 0
-        return code if isinstance(code, int) else 1
-    if isinstance(exc, KeyboardInterrupt):
-        return 130
-    return 1
-
-
-class Recorder:
+class Recorder(SharedRun):
     """The shim's W&B run for one component call."""
 
     def __init__(self, kind, component):
@@ -288,7 +181,7 @@ class Recorder:
         requested_mode = (env(contract.WANDB_MODE, "online") or "online").lower()
         if requested_mode == "disabled":
             return None
-        if requested_mode not in ("offline", "dryrun") and _has_credentials():
+        if requested_mode not in ("offline", "dryrun") and has_credentials():
             try:
                 return self.wandb.init(settings=self._settings("online"), **kwargs)
             except Exception as exc:
@@ -310,110 +203,9 @@ class Recorder:
             say("could not reset wandb after the failed online start (" + describe(exc) + ")")
         self._quiet_wandb()
 
-    # --- user code sharing the run ----------------------------------------------------------------
-    def _adopt_user_calls(self):
-        """Route the user's wandb.init / wandb.finish / run.finish to the shim's run while it is active."""
-        wandb_module = self.wandb
-        recorder = self
-        original_init = wandb_module.init
-        original_finish = getattr(wandb_module, "finish", None)
-
-        def init(*args, **kwargs):
-            if not (recorder.active() and recorder.owns_process()):
-                return original_init(*args, **kwargs)
-            current = getattr(wandb_module, "run", None)
-            reason = recorder.own_run_reason(args, kwargs)
-            if reason is None and (current is None or current is recorder.run):
-                recorder.merge_user_init(kwargs)
-                recorder.shared_with_user = True
-                return recorder.run
-            if not recorder.can_create_new_run():
-                say("this wandb cannot keep a run of the component's own beside the shim's; it shares the shim's")
-                recorder.merge_user_init(kwargs)
-                recorder.shared_with_user = True
-                return recorder.run
-            if reason is None:
-                return original_init(*args, **kwargs)  # the user's own run is wandb.run: wandb returns it
-            # A run of the user's own beside the shim's (never finishing it), global as it would be
-            # without the webhook.
-            kwargs["reinit"] = "create_new"
-            run = original_init(*args, **kwargs)
-            recorder.make_global(run)
-            return run
-
-        def finish(*args, **kwargs):
-            if recorder.active() and recorder.owns_process() and _is_shim_run(recorder, kwargs):
-                return None
-            if original_finish is not None:
-                return original_finish(*args, **kwargs)
-            return None
-
-        def run_finish(*args, **kwargs):
-            """run.finish() and `with wandb.init():` (which calls run._finish) from user code: deferred
-            (and never done by a forked child: the run is its parent's)."""
-            if recorder.active() or not recorder.owns_process():
-                return None
-            return type(recorder.run).finish(recorder.run, *args, **kwargs)
-
-        init.__doc__ = original_init.__doc__
-        self._saved_module_init = original_init
-        self._saved_module_finish = original_finish
-        wandb_module.init = init
-        if original_finish is not None:
-            wandb_module.finish = finish
-        for name in _DEFERRED_RUN_METHODS:
-            if hasattr(self.run, name):
-                setattr(self.run, name, run_finish)
-
-    def own_run_reason(self, args, kwargs):
-        """Why a user's wandb.init(...) needs a run of its own (a short description), or None to share."""
-        if args:
-            return "positional arguments"
-        for name in _OWN_RUN_ARGUMENTS:
-            if kwargs.get(name) not in (None, False):
-                return name + "=..."
-        if kwargs.get("reinit") in (True, "create_new"):
-            return "reinit=" + str(kwargs["reinit"])
-        for name in _IDENTITY_ARGUMENTS:
-            wanted = kwargs.get(name)
-            if wanted and wanted != getattr(self.run, name, None):
-                return name + "=..."
-        return None
-
-    def can_create_new_run(self):
-        """wandb >= 0.19.10 keeps several runs in one process (reinit="create_new")."""
-        version = getattr(self.wandb, "__version__", "0")
-        try:
-            parts = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
-        except ValueError:
-            return False
-        return parts >= (0, 19, 10)
-
-    def make_global(self, run):
-        """Point wandb.run and wandb.log at `run`, as wandb.init does for every run but create_new ones."""
-        try:
-            init_module = importlib.import_module(self.wandb.__name__ + ".sdk.wandb_init")
-            init_module._set_global_run(run)
-        except Exception as exc:
-            say("could not make the component's own run wandb.run (" + describe(exc) + ")")
-
     def owns_process(self):
         """False in a forked child: the run belongs to the parent process."""
         return os.getpid() == self.pid
-
-    def merge_user_init(self, kwargs):
-        """Apply what a user's wandb.init(...) asks that a shared run can take: config and tags."""
-        try:
-            config = kwargs.get("config")
-            if config is not None and not isinstance(config, dict):
-                config = vars(config) if hasattr(config, "__dict__") else None
-            if config:
-                self.run.config.update(config, allow_val_change=True)
-            tags = kwargs.get("tags")
-            if tags:
-                self.run.tags = tuple(self.run.tags or ()) + tuple(tag for tag in tags if tag)
-        except Exception as exc:
-            say("could not apply a wandb.init() call's config to the shared run (" + describe(exc) + ")")
 
     def active(self):
         """True while the shim's run is open (in the process that started it)."""
@@ -447,7 +239,7 @@ class Recorder:
 
     def add_local(self, artifact, path, max_bytes):
         """Upload a local file/dir into `artifact`, or reference it (file://) when over `max_bytes`."""
-        size = _tree_size(path)
+        size = tree_size(path)
         if size > max_bytes:
             artifact.add_reference("file://" + os.path.abspath(path), checksum=False)
             return "reference"
@@ -502,8 +294,8 @@ class Recorder:
         try:
             faults.check("failure")
             message = str(exc)
-            if len(message) > _SUMMARY_TEXT_LIMIT:
-                message = message[:_SUMMARY_TEXT_LIMIT] + "..."
+            if len(message) > SUMMARY_TEXT_LIMIT:
+                message = message[:SUMMARY_TEXT_LIMIT] + "..."
             self.update_summary({EXCEPTION_TYPE_KEY: type(exc).__name__, EXCEPTION_MESSAGE_KEY: message})
         except Exception as error:
             say("could not record the component's exception in W&B (" + describe(error) + ")")
@@ -525,7 +317,7 @@ class Recorder:
         """Finish the run: exit code 0, or what the exception makes the process exit with."""
         if not self.active():
             return
-        exit_code = 0 if exc is None else _exit_code_of(exc)
+        exit_code = 0 if exc is None else exit_code_of(exc)
         run = self.run
         self._finished = True
         try:
@@ -560,18 +352,6 @@ class Recorder:
             return os.path.dirname(os.path.abspath(self.run.dir))
         except Exception:
             return None
-
-    def _release_run_methods(self, run):
-        """Drop the instance-level finish overrides so the run's own methods apply again."""
-        for name in _DEFERRED_RUN_METHODS:
-            vars(run).pop(name, None)
-
-    def _release_user_calls(self):
-        """Give wandb.init / wandb.finish back to wandb once the shim's run is closed."""
-        if self._saved_module_init is not None:
-            self.wandb.init = self._saved_module_init
-        if self._saved_module_finish is not None:
-            self.wandb.finish = self._saved_module_finish
 
 
 def call_recorded(recorder, func, args, kwargs, before, after):
@@ -609,9 +389,3 @@ def call_recorded(recorder, func, args, kwargs, before, after):
         with contextlib.suppress(BaseException):
             recorder.finish_when_done()
     return result
-
-
-def _is_shim_run(recorder, kwargs):
-    """wandb.finish() ends wandb.run: the shim's run unless the user started one of their own since."""
-    current = getattr(recorder.wandb, "run", None)
-    return current is None or current is recorder.run

@@ -79,7 +79,7 @@ def save_component_file(recorder):
     if document is None:
         return None
     suffix, data = document
-    from .recorder import artifact_name, max_upload_bytes
+    from .values import artifact_name, max_upload_bytes
 
     if len(data) > max_upload_bytes():
         say("the component file (%d bytes) is over the upload limit; it is not saved in W&B" % len(data))

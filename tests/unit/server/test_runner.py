@@ -15,7 +15,8 @@ from tests.integration import tls_app
 from tests.support import x509_facts
 from webhook.certificates import generate
 from webhook.server import runner, tls
-from webhook.server.worker import AsyncioWorker, Limits
+from webhook.server.connection import Limits
+from webhook.server.worker import AsyncioWorker
 
 
 @dataclass
