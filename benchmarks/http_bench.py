@@ -246,7 +246,7 @@ def _aggregate(outputs: list[Path]) -> dict[str, Any]:
                 continue
             count = int(count_text)
             frames = [frame for frame in stack.split(";") if frame]
-            # idle gthread workers wait in the selector / socket reads: keep only busy samples
+            # idle workers wait in the event loop selector: keep only busy samples
             if frames and any(word in frames[-1] for word in ("select (", "poll (", "wait (", "_wait_for_tstate_lock")):
                 continue
             total += count

@@ -1,6 +1,6 @@
 """Section 4: resident memory of each webhook worker idle, after a warm-up, and after 100k requests.
 
-A fresh server (2 gthread workers, as served) is driven by wrk at c=32 with the same review mix, in
+A fresh server (2 asyncio workers, as served) is driven by wrk at c=32 with the same review mix, in
 chunks of a fixed request count (wrk stops itself after N responses; each chunk is also bounded in time).
 RSS (VmRSS) and PSS are read from /proc between chunks. Growth is reported against the post-warm-up
 figure (a leak keeps growing after warm-up; imports and caches filled by the first requests do not).
