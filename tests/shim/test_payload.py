@@ -44,6 +44,7 @@ def test_payload_has_the_pinned_wandb_for_every_minor():
         assert (site / "wandb" / "__init__.py").is_file()
         assert os.access(site / "wandb" / "bin" / "wandb-core", os.X_OK)
         assert not (site / "bin").exists()  # console scripts would name the build machine's python
+        assert not [name for name in payload.PRUNED_FILES if (site / name).exists()]  # never loaded when logging
         assert not list(site.rglob("__pycache__"))  # pyc files of the build python are useless in pods
         assert entry["files"] > 0 and entry["bytes"] > 0
     assert manifest["glibc_min"] == "2.28"  # wandb's own wheels are manylinux_2_28

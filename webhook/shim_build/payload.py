@@ -35,7 +35,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from webhook.shim import contract
 
 #: Bump when the layout or build recipe changes, so cached payloads are rebuilt.
-PAYLOAD_FORMAT = 2
+PAYLOAD_FORMAT = 3
 #: wandb per CPython minor: the newest release whose wheels declare support for that minor.
 WANDB_PINS: Dict[str, str] = {
     "3.7": "wandb==0.18.7",
@@ -57,6 +57,12 @@ COMPAT_SUFFIX = contract.COMPAT_SITE_SUFFIX
 #: Distributions never put in a compat site: the image's own copy must be the one wandb uses.
 COMPAT_EXCLUDED = ("protobuf",)
 SUPPORTED_PLATFORMS = ("x86_64", "aarch64")
+#: Files of the wandb wheels a component's run never loads, left out of every pod's copy (25-30 MB per
+#: minor, a third of a narrowed copy): the Parquet reader wandb-core loads only for the public API's
+#: history downloads (`run.history()` / scans, never while logging), and the Intel XPU metrics helper of
+#: wandb 0.26. A component's own `wandb.Api()` history download from the vendored copy would fail; without
+#: the webhook such a component has no wandb at all.
+PRUNED_FILES = ("wandb/bin/librust_parquet_ffi.so", "wandb/bin/wandb-xpu")
 #: Newest manylinux glibc level accepted; wandb's own wheels need 2.28 (its Go core binary).
 NEWEST_GLIBC_MINOR = 28
 OLDEST_GLIBC_MINOR = 5
@@ -235,6 +241,8 @@ def build_minor(site: Path, minor: str, arch: str, compat: bool = False) -> Dict
     else:
         raise RuntimeError(f"py{minor}: requirements still missing after 4 rounds: {missing}")
     shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts whose shebang names the build python
+    for relative in PRUNED_FILES:
+        (site / relative).unlink(missing_ok=True)
     versions = {}
     for info in _dist_infos(site):
         name, _, version = info.name[: -len(".dist-info")].rpartition("-")
