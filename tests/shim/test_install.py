@@ -45,7 +45,8 @@ def test_installed_package_imports_as_wandb_kfp_shim(tmp_path):
     shim = support.install_shim(tmp_path / "shim", with_payload=False)
     probe = (
         "import sys; sys.path.append(sys.argv[1]); "
-        "from wandb_kfp_shim import contract, site; print(contract.SHIM_PACKAGE_NAME, site.vendored_dir())"
+        "from wandb_kfp_shim import contract, wandb_import; "
+        "print(contract.SHIM_PACKAGE_NAME, wandb_import.vendored_dir())"
     )
     done = support.run_python(
         support.find_python("3.8") or "python3", ["-c", probe, str(shim / "lib")], support.shim_env(shim, debug=False)

@@ -104,7 +104,7 @@ def test_v1_component_on_python37_recorded_with_vendored_wandb(shim_with_payload
     spec = json.loads(case.pod_env()[contract.COMPONENT_SPEC])
     assert_component_file(run, function, spec)
     if name == "v1-count-lines":
-        artifact = run.artifact("count_lines.summary")
+        artifact = run.artifact("count-lines-summary")  # named after its Argo artifact (lineage)
         assert [entry["size"] for entry in artifact["entries"]] == [len(recorded.files["outputs/summary/data"])]
     assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
 
