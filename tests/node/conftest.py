@@ -1,0 +1,73 @@
+"""Session fixtures of the node tier: one real single-node cluster, and Argo + MinIO on it.
+
+Building binaries and images happens once after collection (outside pytest-timeout's per-test budget),
+only when a node test was selected. Where the machine cannot run a node (not root, no network
+namespaces, a missing package that cannot be installed, no Go), every node test is skipped with the
+same one-line reason; WKW_NODE_REQUIRED=1 turns that into a failure so CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.binaries import BinariesUnavailable
+from tests.node import host
+from tests.node.argo import Argo, install
+from tests.node.binaries import NodeBinaries, ensure_node_binaries
+from tests.node.cluster import NodeCluster
+from tests.node.images import ImageUnavailable, ensure_images
+
+_NODE_DIR = Path(__file__).parent
+_READY_KEY = pytest.StashKey[tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str]()
+
+
+def _prepare() -> tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str:
+    """Binaries and images, or the reason this machine cannot run the tier."""
+    build = os.environ.get("WKW_E2E_BUILD", "1") != "0"
+    try:
+        if os.geteuid() == 0:
+            host.ensure_packages()
+        reason = host.unsupported_reason()
+        if reason:
+            return reason
+        return ensure_node_binaries(build), ensure_images(build)
+    except (BinariesUnavailable, ImageUnavailable) as error:
+        return str(error)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build what the tier needs before its first test runs (only when one was selected)."""
+    if any(_NODE_DIR in Path(str(item.path)).parents for item in session.items):
+        session.config.stash[_READY_KEY] = _prepare()
+
+
+@pytest.fixture(scope="session")
+def node_ready(request: pytest.FixtureRequest) -> tuple[NodeBinaries, dict[str, tuple[str, Path]]]:
+    """Binaries and images; skips (or fails under WKW_NODE_REQUIRED=1) with the reason when absent."""
+    ready = request.config.stash.get(_READY_KEY, None) or _prepare()
+    if isinstance(ready, str):
+        if os.environ.get("WKW_NODE_REQUIRED") == "1":
+            pytest.fail(f"node tier cannot run and WKW_NODE_REQUIRED=1: {ready}")
+        pytest.skip(f"node tier: {ready}")
+    return ready
+
+
+@pytest.fixture(scope="session")
+def node_cluster(node_ready: tuple[NodeBinaries, dict[str, tuple[str, Path]]]) -> Iterator[NodeCluster]:
+    """One node cluster for the session; stopping it must leave nothing behind (teardown fails otherwise)."""
+    binaries, images = node_ready
+    cluster = NodeCluster(binaries, images).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def argo(node_cluster: NodeCluster) -> Argo:
+    """Argo's controller and MinIO (with the `mlpipeline` bucket) installed in `kubeflow`."""
+    return install(node_cluster)
