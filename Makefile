@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export WKW_CACHE ?= $(HOME)/.cache/wandb-kfp-webhook
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint fixtures demo venv clean
+.PHONY: run test e2e-node bench lint fixtures demo venv clean
 
 venv: $(STAMP)
 
@@ -21,10 +21,17 @@ run: $(STAMP)
 	$(VENV)/bin/wandb-kfp-webhook serve --dev
 
 test: $(STAMP) lint
+	@echo "== node tier: Debian packages; Kubernetes node binaries, Argo, MinIO and images built once, cached in $(WKW_CACHE)"
+	$(PY) -m tests.node.prepare
 	@echo "== kube-apiserver, etcd, kubectl, helm: built from the Go module proxy once, cached in $(WKW_CACHE)/bin"
 	$(PY) -m tests.e2e.binaries
-	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), chart, e2e (real apiserver)"
+	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), chart, e2e (real apiserver), node (real kubelet + Argo)"
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 tests
+
+# The node tier alone: a real single-node cluster (kubelet, containerd, kube-proxy) with Argo and MinIO.
+e2e-node: $(STAMP)
+	$(PY) -m tests.node.prepare
+	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 tests/node
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check webhook tests benchmarks

@@ -63,6 +63,9 @@ TEMP_PREFIX = "wkw-node-"
 MACHINE_LOCK = Path("/run/lock/wkw-node-cluster.lock")
 CNI_BIN_DIR = "/usr/lib/cni"
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
+# Paths the kubelet and containerd use whatever their flags say (the device-plugin socket dir, the log
+# links, the shim socket dir): removed at stop when they did not exist before the start.
+HARDCODED_PATHS = (Path("/var/lib/kubelet"), CONTAINER_LOG_LINKS, Path("/run/containerd"))
 # Registries a pod's image could name; each is pointed at a closed local port (see module docstring).
 BLOCKED_REGISTRIES = ("_default", "docker.io", "registry.k8s.io", "quay.io", "gcr.io", "ghcr.io", "localhost")
 RULE_TAG = "wkw-node"
@@ -246,17 +249,59 @@ def _shim_sockets() -> set[str]:
     return set(os.listdir(SHIM_SOCKET_DIR)) if SHIM_SOCKET_DIR.is_dir() else set()
 
 
-def _remove_stale_shim_sockets(before: set[str], run_containerd_existed: bool) -> None:
+def _remove_stale_shim_sockets(before: set[str]) -> None:
     listening = Path("/proc/net/unix").read_text()
     for name in _shim_sockets() - before:
         path = SHIM_SOCKET_DIR / name
         if str(path) not in listening:
             path.unlink(missing_ok=True)
-    if not run_containerd_existed:
-        # We made /run/containerd (for the shim sockets); leave it as we found it: absent.
+
+
+def _containerd_cgroups() -> list[Path]:
+    """`k8s.io` under every cgroup hierarchy: containerd's parent for pods when the kubelet gives none."""
+    roots = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fstype = line.split(" - ", 1)[1].split()[0]
+        if fstype in ("cgroup", "cgroup2"):
+            roots.add(Path(line.split()[4]))
+    return sorted(root / "k8s.io" for root in roots)
+
+
+def _remove_created_cgroups(existed: list[str]) -> list[str]:
+    """rmdir (children first) the containerd cgroups that were not there before; return those left."""
+    left = []
+    for cgroup in _containerd_cgroups():
+        if str(cgroup) in existed or not cgroup.exists():
+            continue
+        for child in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                child.rmdir()
         with contextlib.suppress(OSError):
-            SHIM_SOCKET_DIR.rmdir()
-            SHIM_SOCKET_DIR.parent.rmdir()
+            cgroup.rmdir()
+        if cgroup.exists():
+            left.append(f"cgroup {cgroup}")
+    return left
+
+
+def _remove_created_paths(existed: dict[str, bool]) -> list[str]:
+    """Remove the HARDCODED_PATHS we created; return those we created but could not remove."""
+    left = []
+    for path in HARDCODED_PATHS:
+        if existed.get(str(path), True) or not path.exists():
+            continue
+        if _mounts_under(path):
+            left.append(f"{path} (mounted below)")
+            continue
+        if path == SHIM_SOCKET_DIR.parent:
+            # Another containerd may have started using it meanwhile: only ever remove empty dirs here.
+            with contextlib.suppress(OSError):
+                SHIM_SOCKET_DIR.rmdir()
+                path.rmdir()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            left.append(str(path))
+    return left
 
 
 def teardown_host(temp_dir: Path) -> list[str]:
@@ -279,7 +324,7 @@ def teardown_host(temp_dir: Path) -> list[str]:
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
     # 4. Shim sockets: containerd 1.6 puts them in /run/containerd/s whatever its state dir; a killed
     # shim leaves its socket. Remove the ones that appeared while we ran and nobody listens on.
-    _remove_stale_shim_sockets(set(state.get("shim_sockets_before", [])), state.get("run_containerd_existed", True))
+    _remove_stale_shim_sockets(set(state.get("shim_sockets_before", [])))
     # 5. Network: kube-proxy's own clean-up, then whatever of ours is still there, then the bridge.
     kube_proxy = state.get("kube_proxy")
     if kube_proxy and Path(kube_proxy).exists():
@@ -289,6 +334,8 @@ def teardown_host(temp_dir: Path) -> list[str]:
     _delete_bridge()
     _remove_log_links(temp_dir)
     problems = [f"still mounted: {point}" for point in still_mounted]
+    problems += [f"could not remove {path}" for path in _remove_created_paths(state.get("paths_existed", {}))]
+    problems += _remove_created_cgroups(state.get("cgroups_existed", [str(c) for c in _containerd_cgroups()]))
     problems += leftover_rules(before)
     problems += [f"process {pid} still running" for pid in _processes_mentioning(str(temp_dir))]
     if Path(f"/sys/class/net/{BRIDGE}").exists():
@@ -367,7 +414,8 @@ class NodeCluster:
                 iptables_before=iptables_snapshot(),
                 kube_proxy=str(self.binaries.kube_proxy),
                 shim_sockets_before=sorted(_shim_sockets()),
-                run_containerd_existed=SHIM_SOCKET_DIR.parent.exists(),
+                paths_existed={str(path): path.exists() for path in HARDCODED_PATHS},
+                cgroups_existed=[str(cgroup) for cgroup in _containerd_cgroups() if cgroup.exists()],
             )
             self._step("network", self._create_bridge)
             self._step("credentials", self._write_credentials)
