@@ -14,6 +14,7 @@ host, as KFP's API server makes it at start.
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 import uuid
@@ -53,10 +54,10 @@ def render_controller(cluster: NodeCluster, workdir: Path, controller_image: str
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
                 "namespace": NAMESPACE,
+                # kustomize refuses absolute paths; a relative one may leave the kustomization's dir.
                 "resources": [
-                    str(manifests / "base" / "crds"),
-                    str(manifests / "base" / "workflow-controller"),
-                    str(manifests / "cluster-install" / "workflow-controller-rbac"),
+                    os.path.relpath(manifests / part, workdir)
+                    for part in ("base/crds", "base/workflow-controller", "cluster-install/workflow-controller-rbac")
                 ],
             }
         )

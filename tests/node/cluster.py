@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ import urllib3
 import yaml
 from kubernetes import client as k8s
 
+from tests.e2e.binaries import ensure_helm
 from tests.e2e.certs import CertificateAuthority, service_account_signing_key
 from tests.e2e.cluster import _die_with_parent, _stop_process_group, log_tail, process_exists
 from tests.node.binaries import NodeBinaries
@@ -74,7 +76,6 @@ DRAIN_DEADLINE_SECONDS = 90.0
 STOP_GRACE_SECONDS = 15.0
 
 _live: dict[int, NodeCluster] = {}
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 class NodeClusterError(RuntimeError):
@@ -90,6 +91,13 @@ def _run(*command: str, check: bool = True, timeout: float = 120) -> subprocess.
     if check and result.returncode != 0:
         raise NodeClusterError(f"{' '.join(command)} exited {result.returncode}: {result.stderr.strip()[-800:]}")
     return result
+
+
+def _self_signed_healthz(port: int) -> bool:
+    """/healthz of the controller-manager or scheduler: they serve it with a self-signed certificate."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        return requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=3).text == "ok"
 
 
 def free_port(host: str) -> int:
@@ -312,10 +320,10 @@ def teardown_host(temp_dir: Path) -> list[str]:
     """
     runc_root = temp_dir / "runc"
     # 1. Containers that survived the drain: runc kills and deletes them (its root is ours alone).
-    if runc_root.is_dir():
-        listed = _run("runc", "--root", str(runc_root), "list", "-q", check=False).stdout.split()
-        for container in listed:
-            _run("runc", "--root", str(runc_root), "delete", "--force", container, check=False)
+    # The shim runs runc with --root <Root>/<containerd namespace>.
+    for root in [runc_root / ns.name for ns in runc_root.iterdir()] if runc_root.is_dir() else []:
+        for container in _run("runc", "--root", str(root), "list", "-q", check=False).stdout.split():
+            _run("runc", "--root", str(root), "delete", "--force", container, check=False)
     # 2. Every process still naming our temp dir: containerd's shims (`-address <our socket>`), kubelet...
     _kill_pids(_processes_mentioning(str(temp_dir)))
     # 3. Mounts: pod volumes (tmpfs), rootfs overlays, sandbox shm and network namespaces.
@@ -709,9 +717,7 @@ class NodeCluster:
             port = self._ports[proc.name]
             self._wait(
                 proc,
-                lambda port=port: (
-                    requests.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=3).text == "ok"
-                ),
+                lambda port=port: _self_signed_healthz(port),
                 f"{proc.name} /healthz",
             )
 
@@ -982,6 +988,14 @@ oom_score = 0
             raise AssertionError(
                 f"kubectl {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
             )
+        return result
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the pinned helm (the e2e tier's) against this cluster as the admin."""
+        command = [str(ensure_helm(build=False)), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
         return result
 
     def apply(self, *objects: dict[str, Any]) -> None:
