@@ -402,6 +402,9 @@ class NodeCluster:
     kubeconfig: Path = field(default_factory=Path)
     token: str = field(default="", repr=False)
     timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per step of the last start, plus `total start` and `stop`."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """`timings` of every start/stop cycle so far (the tier's summary prints them)."""
     ca: CertificateAuthority | None = field(default=None, repr=False)
     _processes: list[_Process] = field(default_factory=list, repr=False)
     _lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
@@ -412,6 +415,8 @@ class NodeCluster:
     def start(self) -> NodeCluster:
         """Start every part in order and return once the node is Ready and kube-proxy has synced."""
         started = time.monotonic()
+        self.timings = {}
+        self.history.append(self.timings)
         self._lock.enter_context(machine_lock())
         try:
             remove_stale_runs()

@@ -22,6 +22,7 @@ from tests.node.cluster import NodeCluster
 from tests.node.images import ImageUnavailable, ensure_images
 
 _NODE_DIR = Path(__file__).parent
+_SUMMARY: dict[str, object] = {}
 _READY_KEY = pytest.StashKey[tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str]()
 
 
@@ -60,7 +61,9 @@ def node_ready(request: pytest.FixtureRequest) -> tuple[NodeBinaries, dict[str, 
 def node_cluster(node_ready: tuple[NodeBinaries, dict[str, tuple[str, Path]]]) -> Iterator[NodeCluster]:
     """One node cluster for the session; stopping it must leave nothing behind (teardown fails otherwise)."""
     binaries, images = node_ready
-    cluster = NodeCluster(binaries, images).start()
+    cluster = NodeCluster(binaries, images)
+    _SUMMARY["cluster"] = cluster
+    cluster.start()
     try:
         yield cluster
     finally:
@@ -70,4 +73,20 @@ def node_cluster(node_ready: tuple[NodeBinaries, dict[str, tuple[str, Path]]]) -
 @pytest.fixture(scope="session")
 def argo(node_cluster: NodeCluster) -> Argo:
     """Argo's controller and MinIO (with the `mlpipeline` bucket) installed in `kubeflow`."""
-    return install(node_cluster)
+    installed = install(node_cluster)
+    _SUMMARY["argo"] = installed.timings
+    return installed
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Start-up and stop times of the node cluster(s) this session ran (for docs/e2e.md, never asserted)."""
+    cluster = _SUMMARY.get("cluster")
+    if not isinstance(cluster, NodeCluster) or not cluster.history:
+        return
+    terminalreporter.section("node tier timings (s)")
+    for number, timings in enumerate(cluster.history, 1):
+        steps = ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items())
+        terminalreporter.write_line(f"cluster start/stop {number}: {steps}")
+    argo = _SUMMARY.get("argo")
+    if isinstance(argo, dict):
+        terminalreporter.write_line("argo install: " + ", ".join(f"{k} {v:.1f}" for k, v in argo.items()))

@@ -19,6 +19,7 @@ from tests.node.argo import unique
 from tests.node.cluster import (
     BRIDGE,
     NODE_NAME,
+    RULE_TAG,
     NodeCluster,
     _containerd_cgroups,
     _mounts_under,
@@ -42,6 +43,11 @@ def test_node_runs_the_pinned_versions_on_containerd(node_cluster: NodeCluster) 
         "kube-proxy",
     ):
         assert process_exists(node_cluster.pids[name]), name
+    # Only the bridge forwards, and the guard drops anything forwarded between it and another interface.
+    assert Path(f"/proc/sys/net/ipv4/conf/{BRIDGE}/forwarding").read_text().strip() == "1"
+    mangle = subprocess.run(["iptables-save", "-t", "mangle"], capture_output=True, text=True, check=True).stdout
+    assert f"-A FORWARD -i {BRIDGE} ! -o {BRIDGE} -m comment --comment {RULE_TAG} -j DROP" in mangle
+    assert f"-A FORWARD ! -i {BRIDGE} -o {BRIDGE} -m comment --comment {RULE_TAG} -j DROP" in mangle
     # The images were imported, not pulled: containerd holds them under their localhost names.
     refs = node_cluster.image_refs()
     for name in ("pause", "python", "argoexec", "workflow-controller", "minio"):

@@ -34,7 +34,10 @@ try:
     writable = True
 except OSError:
     writable = False
+routes = [line.split() for line in open("/proc/net/route").read().splitlines()[1:]]
 print(json.dumps({
+    "routes": [[int(r[1], 16).to_bytes(4, "little").hex(), int(r[7], 16).to_bytes(4, "little").hex()] for r in routes],
+    "resolv_conf": open("/etc/resolv.conf").read(),
     "service_host": os.environ["KUBERNETES_SERVICE_HOST"],
     "server": get("/version")["gitVersion"],
     "pod_ip": me["status"]["podIP"],
@@ -112,6 +115,14 @@ def test_pod_with_init_container_reaches_the_apiserver_through_the_kubernetes_se
     assert seen["pod_ip"] == done["status"]["podIP"]
     assert seen["shared"] == "from-init"
     assert seen["shared_writable"] is False
+    # Confined to this machine: routes to the pod and Service ranges only, no default route, no DNS server.
+    routes = {(bytes.fromhex(dst), bytes.fromhex(mask)) for dst, mask in seen["routes"]}
+    networks = {
+        str(ipaddress.ip_network((int.from_bytes(dst, "big"), bin(int.from_bytes(mask, "big")).count("1"))))
+        for dst, mask in routes
+    }
+    assert networks == {POD_CIDR, SERVICE_CIDR}
+    assert "nameserver" not in seen["resolv_conf"]
     init_state = done["status"]["initContainerStatuses"][0]["state"]["terminated"]
     assert init_state["exitCode"] == 0
 
