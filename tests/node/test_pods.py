@@ -7,12 +7,14 @@ talking to the apiserver through the `kubernetes` Service with its ServiceAccoun
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 from typing import Any
 
 import requests
 
+from tests.e2e.certs import CertificateAuthority
 from tests.node.argo import unique
 from tests.node.cluster import KUBERNETES_SERVICE_IP, NODE_NAME, POD_CIDR, SERVICE_CIDR, NodeCluster
 from tests.node.images import image_ref
@@ -244,3 +246,135 @@ def test_deployment_becomes_ready_and_its_service_routes_from_pods_and_host(node
     node_cluster.wait_for(
         lambda: requests.get(f"http://{cluster_ip}:80/", timeout=5).text in pods, "host -> ClusterIP", timeout=60
     )
+
+
+_WEBHOOK = r"""
+import base64, http.server, json, ssl
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        patch = [{"op": "add", "path": "/metadata/labels/seen-by", "value": "in-cluster-webhook"}]
+        body = json.dumps({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {
+                "uid": review["request"]["uid"],
+                "allowed": True,
+                "patchType": "JSONPatch",
+                "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+            },
+        }).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+server = http.server.ThreadingHTTPServer(("", 8443), Handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def test_apiserver_calls_a_webhook_served_by_a_pod_through_its_service(node_cluster: NodeCluster) -> None:
+    """The path the chart's webhook will take: apiserver (host) -> Service ClusterIP -> pod, over TLS."""
+    namespace = unique("hook")
+    node_cluster.create_namespace(namespace, labels={"wkw-node-test": namespace})
+    ca = CertificateAuthority("wkw-node-test-webhook-ca")
+    serving = ca.issue("hook", dns_names=(f"hook.{namespace}.svc",), ip_addresses=())
+    labels = {"app": "hook"}
+    node_cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hook-tls", "namespace": namespace},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": serving.cert_pem.decode(), "tls.key": serving.key_pem.decode()},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "hook", "namespace": namespace},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "server",
+                                "image": image_ref("python"),
+                                "command": ["python3", "-c", _WEBHOOK],
+                                "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+                                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": True}],
+                            }
+                        ],
+                        "volumes": [{"name": "tls", "secret": {"secretName": "hook-tls"}}],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "hook", "namespace": namespace},
+            "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": 8443}]},
+        },
+    )
+    node_cluster.wait_for(
+        lambda: (
+            node_cluster.get_json(f"/apis/apps/v1/namespaces/{namespace}/deployments/hook")["status"].get(
+                "readyReplicas"
+            )
+            == 1
+        ),
+        "webhook Deployment Ready",
+    )
+    node_cluster.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": namespace},
+            "webhooks": [
+                {
+                    "name": "hook.wkw-node.test",
+                    "clientConfig": {
+                        "service": {"namespace": namespace, "name": "hook", "path": "/mutate", "port": 443},
+                        "caBundle": base64.b64encode(ca.cert_pem).decode(),
+                    },
+                    "rules": [
+                        {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}
+                    ],
+                    "namespaceSelector": {"matchLabels": {"wkw-node-test": namespace}},
+                    "objectSelector": {"matchLabels": {"mutate": "me"}},
+                    # Fail, so a webhook the apiserver cannot reach fails the pod create (and this test).
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "timeoutSeconds": 10,
+                }
+            ],
+        }
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mutated", "namespace": namespace, "labels": {"mutate": "me"}},
+        "spec": {"containers": [{"name": "main", "image": image_ref("python"), "command": ["true"]}]},
+    }
+    try:
+        # A new configuration takes effect after a short delay: retry dry-run creates until it is called.
+        def mutated() -> bool:
+            result = node_cluster.kubectl(
+                "create", "--dry-run=server", "-o", "json", "-f", "-", input_text=json.dumps(pod), check=False
+            )
+            labels = json.loads(result.stdout)["metadata"]["labels"] if result.returncode == 0 else {}
+            return labels.get("seen-by") == "in-cluster-webhook"
+
+        node_cluster.wait_for(mutated, "webhook called through its Service", timeout=120)
+        node_cluster.apply(pod)
+        stored = node_cluster.get_json(f"/api/v1/namespaces/{namespace}/pods/mutated")
+        assert stored["metadata"]["labels"]["seen-by"] == "in-cluster-webhook"
+    finally:
+        node_cluster.kubectl("delete", "mutatingwebhookconfiguration", namespace, "--ignore-not-found")
