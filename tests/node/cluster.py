@@ -246,7 +246,7 @@ def _remove_log_links(temp_dir: Path) -> None:
         return
     for link in CONTAINER_LOG_LINKS.iterdir():
         with contextlib.suppress(OSError):
-            if link.is_symlink() and os.readlink(link).startswith(str(temp_dir)):
+            if link.is_symlink() and os.readlink(link).startswith(f"{temp_dir}/"):
                 link.unlink()
 
 
@@ -325,7 +325,7 @@ def teardown_host(temp_dir: Path) -> list[str]:
         for container in _run("runc", "--root", str(root), "list", "-q", check=False).stdout.split():
             _run("runc", "--root", str(root), "delete", "--force", container, check=False)
     # 2. Every process still naming our temp dir: containerd's shims (`-address <our socket>`), kubelet...
-    _kill_pids(_processes_mentioning(str(temp_dir)))
+    _kill_pids(_processes_mentioning(f"{temp_dir}/"))
     # 3. Mounts: pod volumes (tmpfs), rootfs overlays, sandbox shm and network namespaces.
     still_mounted = _unmount_all(temp_dir)
     state_file = temp_dir / "state.json"
@@ -345,7 +345,7 @@ def teardown_host(temp_dir: Path) -> list[str]:
     problems += [f"could not remove {path}" for path in _remove_created_paths(state.get("paths_existed", {}))]
     problems += _remove_created_cgroups(state.get("cgroups_existed", [str(c) for c in _containerd_cgroups()]))
     problems += leftover_rules(before)
-    problems += [f"process {pid} still running" for pid in _processes_mentioning(str(temp_dir))]
+    problems += [f"process {pid} still running" for pid in _processes_mentioning(f"{temp_dir}/")]
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         problems.append(f"bridge {BRIDGE} still exists")
     return problems
@@ -391,8 +391,9 @@ class _Process:
 
 @dataclass
 class NodeCluster:
-    """The whole node; `start()`/`stop()` or a `with` block. `preload` names images (tests.node.images)
-    imported into containerd before the kubelet starts; `load_image()` adds more later."""
+    """The whole node; `start()`/`stop()` or a `with` block. `images` (name -> (reference, OCI archive), as
+    `tests.node.images.ensure_images()` returns them) are imported before the kubelet starts, and must
+    hold `pause`; `load_image()` adds more later."""
 
     binaries: NodeBinaries
     images: dict[str, tuple[str, Path]]

@@ -49,8 +49,11 @@ def ensure_packages() -> None:
     _log(f"installing {' '.join(missing)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     lock = ["-o", "DPkg::Lock::Timeout=900"]
-    subprocess.run(["apt-get", *lock, "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", *lock, "install", "-y", "-qq", "--no-install-recommends", *missing], check=True, env=env)
+    for command in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", *missing]):
+        result = subprocess.run(["apt-get", *lock, *command], env=env, check=False)
+        if result.returncode != 0:
+            _log(f"apt-get {command[0]} exited {result.returncode}; the tier will say what is missing")
+            return
 
 
 def unsupported_reason() -> str | None:
