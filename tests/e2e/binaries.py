@@ -323,7 +323,7 @@ def ensure_kubernetes(names: tuple[str, ...], build: bool = True) -> dict[str, P
     wanted = {name: cached_path(name, KUBERNETES_VERSION) for name in names}
     missing = [name for name, path in wanted.items() if not path.exists()]
     if missing and not build:
-        raise BinariesUnavailable(f"not built yet: {', '.join(missing)} (run python -m tests.e2e.binaries)")
+        raise BinariesUnavailable(f"not built yet: {', '.join(missing)} (run python -m tests.node.prepare)")
     if missing:
         _go()
         with _build_lock():

@@ -40,21 +40,22 @@ def _prepare() -> tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str:
         return str(error)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build what the tier needs before its first test runs (only when one was selected)."""
-    if any(_NODE_DIR in Path(str(item.path)).parents for item in session.items):
-        session.config.stash[_READY_KEY] = _prepare()
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Build what the tier needs before its first test runs (only when one was selected).
 
-
-@pytest.fixture(scope="session")
-def node_ready(request: pytest.FixtureRequest) -> tuple[NodeBinaries, dict[str, tuple[str, Path]]]:
-    """Binaries and images; skips (or fails under WKW_NODE_REQUIRED=1) with the reason when absent."""
-    ready = request.config.stash.get(_READY_KEY, None) or _prepare()
-    if isinstance(ready, str):
-        if os.environ.get("WKW_NODE_REQUIRED") == "1":
-            pytest.fail(f"node tier cannot run and WKW_NODE_REQUIRED=1: {ready}")
-        pytest.skip(f"node tier: {ready}")
-    return ready
+    Where the machine cannot run the tier, its tests are deselected and the terminal summary says why
+    in one line (a skip per test would print one line per test); WKW_NODE_REQUIRED=1 keeps them, and
+    they fail with the reason.
+    """
+    ours = [item for item in items if _NODE_DIR in Path(str(item.path)).parents]
+    if not ours:
+        return
+    ready = _prepare()
+    config.stash[_READY_KEY] = ready
+    if isinstance(ready, str) and os.environ.get("WKW_NODE_REQUIRED") != "1":
+        _SUMMARY["not run"] = f"node tier: {len(ours)} tests not run: {ready}"
+        config.hook.pytest_deselected(items=ours)
+        items[:] = [item for item in items if item not in ours]
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +80,10 @@ def argo(node_cluster: NodeCluster) -> Argo:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Start-up and stop times of the node cluster(s) this session ran (for docs/e2e.md, never asserted)."""
+    """Why the tier did not run, or the start-up and stop times of its cluster(s) (for docs, never asserted)."""
+    if "not run" in _SUMMARY:
+        terminalreporter.write_line(f"SKIPPED {_SUMMARY['not run']}", yellow=True)
+        return
     cluster = _SUMMARY.get("cluster")
     if not isinstance(cluster, NodeCluster) or not cluster.history:
         return

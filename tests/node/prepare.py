@@ -39,13 +39,16 @@ def prepare(build: bool = True) -> str | None:
 
 def main() -> int:
     """Exit 0 when ready or when this machine cannot run the tier (saying why); 1 when a build failed."""
+    build = os.environ.get("WKW_E2E_BUILD", "1") != "0"
     try:
-        reason = prepare(build=os.environ.get("WKW_E2E_BUILD", "1") != "0")
+        reason = prepare(build)
     except GoNotInstalled as error:
         reason = str(error)
     except (BinariesUnavailable, ImageUnavailable) as error:
-        _log(f"unavailable: {error}")
-        return 1
+        if build:
+            _log(f"a build failed: {error}")
+            return 1
+        reason = f"{error} (WKW_E2E_BUILD=0: nothing is built)"
     if reason:
         _log(f"the node tier will be skipped: {reason}")
         return 1 if os.environ.get("WKW_NODE_REQUIRED") == "1" else 0
