@@ -59,6 +59,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def node_ready(request: pytest.FixtureRequest) -> tuple[NodeBinaries, dict[str, tuple[str, Path]]]:
+    """Binaries and images. Reached without them only under WKW_NODE_REQUIRED=1: then fail with the reason."""
+    ready = request.config.stash.get(_READY_KEY, None) or _prepare()
+    if isinstance(ready, str):
+        pytest.fail(f"node tier cannot run here and WKW_NODE_REQUIRED=1: {ready}")
+    return ready
+
+
+@pytest.fixture(scope="session")
 def node_cluster(node_ready: tuple[NodeBinaries, dict[str, tuple[str, Path]]]) -> Iterator[NodeCluster]:
     """One node cluster for the session; stopping it must leave nothing behind (teardown fails otherwise)."""
     binaries, images = node_ready
