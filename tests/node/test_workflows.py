@@ -125,3 +125,6 @@ def test_a_failing_step_fails_the_workflow(argo: Argo, pipeline_namespace: str) 
     assert nodes["boom"]["phase"] == "Failed"
     assert "exit code 3" in nodes["boom"]["message"]
     assert "after" not in nodes
+    # archiveLogs (KFP's setting): the wait container stored the failed step's log in MinIO too.
+    logs = next(a for a in nodes["boom"]["outputs"]["artifacts"] if a["name"] == "main-logs")
+    assert argo.artifact(logs).decode().strip() == "failing on purpose"
