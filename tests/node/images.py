@@ -238,6 +238,8 @@ def ensure_image(name: str, build: bool = True) -> tuple[str, Path]:
             partial = work / "image.oci.tar"
             _podman("save", "--format", "oci-archive", "-o", str(partial), ref)
             os.replace(partial, archive)
+            # The archive is what the cluster imports; podman's own copy would only take space.
+            _podman("rmi", ref)
         _log(f"{ref}: built in {time.monotonic() - started:.0f}s ({archive.stat().st_size // 2**20} MiB)")
     return ref, archive
 
