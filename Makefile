@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export WKW_CACHE ?= $(HOME)/.cache/wandb-kfp-webhook
 STAMP := $(VENV)/.installed
 
-.PHONY: run test unit bench lint fixtures demo image venv clean
+.PHONY: run test unit e2e-node bench lint fixtures demo image venv clean
 
 venv: $(STAMP)
 
@@ -21,14 +21,21 @@ run: $(STAMP)
 	$(VENV)/bin/wandb-kfp-webhook serve --dev
 
 test: $(STAMP) lint
+	@echo "== node tier: Debian packages; Kubernetes node binaries, Argo, MinIO and images built once, cached in $(WKW_CACHE)"
+	$(PY) -m tests.node.prepare
 	@echo "== kube-apiserver, etcd, kubectl, helm: built from the Go module proxy once, cached in $(WKW_CACHE)/bin"
 	$(PY) -m tests.e2e.binaries
-	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), fixtures, chart, e2e (real apiserver), container (podman)"
+	@echo "== every test tier: unit, integration (real TLS server), shim (real kfp + wandb), fixtures, chart, e2e (real apiserver), container (podman), node (real kubelet + Argo)"
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 tests
 
 # The fast tier: pure admission, server pieces in process, certificates, CLI. No network, no builds: seconds.
 unit: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+# The node tier alone: a real single-node cluster (kubelet, containerd, kube-proxy) with Argo and MinIO.
+e2e-node: $(STAMP)
+	$(PY) -m tests.node.prepare
+	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 tests/node
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check webhook tests benchmarks

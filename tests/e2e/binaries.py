@@ -314,6 +314,25 @@ def ensure_helm(build: bool = True) -> Path:
     return path
 
 
+def ensure_kubernetes(names: tuple[str, ...], build: bool = True) -> dict[str, Path]:
+    """Paths of Kubernetes commands (`k8s.io/kubernetes/cmd/<name>`) at the pinned version, built when missing.
+
+    Every missing name is compiled in one `go build`, so a cold machine compiles the shared packages once
+    (the node tier asks for the e2e binaries and its own together). Cached binaries are never rebuilt.
+    """
+    wanted = {name: cached_path(name, KUBERNETES_VERSION) for name in names}
+    missing = [name for name, path in wanted.items() if not path.exists()]
+    if missing and not build:
+        raise BinariesUnavailable(f"not built yet: {', '.join(missing)} (run python -m tests.node.prepare)")
+    if missing:
+        _go()
+        with _build_lock():
+            still_missing = [name for name in names if not wanted[name].exists()]
+            if still_missing:
+                _build_kubernetes(still_missing)
+    return wanted
+
+
 def ensure_binaries(build: bool = True, with_helm: bool = True) -> Binaries:
     """Return the pinned binaries, building the missing ones unless `build` is false.
 

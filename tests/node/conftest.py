@@ -1,0 +1,105 @@
+"""Session fixtures of the node tier: one real single-node cluster, and Argo + MinIO on it.
+
+Building binaries and images happens once after collection (outside pytest-timeout's per-test budget),
+only when a node test was selected. Where the machine cannot run a node (not root, no network
+namespaces, a missing package that cannot be installed, no Go), every node test is skipped with the
+same one-line reason; WKW_NODE_REQUIRED=1 turns that into a failure so CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.binaries import BinariesUnavailable
+from tests.node import host
+from tests.node.argo import Argo, install
+from tests.node.binaries import NodeBinaries, ensure_node_binaries
+from tests.node.cluster import NodeCluster
+from tests.node.images import ImageUnavailable, ensure_images
+
+_NODE_DIR = Path(__file__).parent
+_SUMMARY: dict[str, object] = {}
+_READY_KEY = pytest.StashKey[tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str]()
+
+
+def _prepare() -> tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str:
+    """Binaries and images, or the reason this machine cannot run the tier."""
+    build = os.environ.get("WKW_E2E_BUILD", "1") != "0"
+    try:
+        if os.geteuid() == 0:
+            host.ensure_packages()
+        reason = host.unsupported_reason()
+        if reason:
+            return reason
+        return ensure_node_binaries(build), ensure_images(build)
+    except (BinariesUnavailable, ImageUnavailable) as error:
+        return str(error)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Build what the tier needs before its first test runs (only when one was selected).
+
+    Where the machine cannot run the tier, its tests are deselected and the terminal summary says why
+    in one line (a skip per test would print one line per test); WKW_NODE_REQUIRED=1 keeps them, and
+    they fail with the reason.
+    """
+    ours = [item for item in items if _NODE_DIR in Path(str(item.path)).parents]
+    if not ours:
+        return
+    ready = _prepare()
+    config.stash[_READY_KEY] = ready
+    if isinstance(ready, str) and os.environ.get("WKW_NODE_REQUIRED") != "1":
+        _SUMMARY["not run"] = f"node tier: {len(ours)} tests not run: {ready}"
+        config.hook.pytest_deselected(items=ours)
+        items[:] = [item for item in items if item not in ours]
+
+
+@pytest.fixture(scope="session")
+def node_ready(request: pytest.FixtureRequest) -> tuple[NodeBinaries, dict[str, tuple[str, Path]]]:
+    """Binaries and images. Reached without them only under WKW_NODE_REQUIRED=1: then fail with the reason."""
+    ready = request.config.stash.get(_READY_KEY, None) or _prepare()
+    if isinstance(ready, str):
+        pytest.fail(f"node tier cannot run here and WKW_NODE_REQUIRED=1: {ready}")
+    return ready
+
+
+@pytest.fixture(scope="session")
+def node_cluster(node_ready: tuple[NodeBinaries, dict[str, tuple[str, Path]]]) -> Iterator[NodeCluster]:
+    """One node cluster for the session; stopping it must leave nothing behind (teardown fails otherwise)."""
+    binaries, images = node_ready
+    cluster = NodeCluster(binaries, images)
+    _SUMMARY["cluster"] = cluster
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def argo(node_cluster: NodeCluster) -> Argo:
+    """Argo's controller and MinIO (with the `mlpipeline` bucket) installed in `kubeflow`."""
+    installed = install(node_cluster)
+    _SUMMARY["argo"] = installed.timings
+    return installed
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Why the tier did not run, or the start-up and stop times of its cluster(s) (for docs, never asserted)."""
+    if "not run" in _SUMMARY:
+        terminalreporter.write_line(f"SKIPPED {_SUMMARY['not run']}", yellow=True)
+        return
+    cluster = _SUMMARY.get("cluster")
+    if not isinstance(cluster, NodeCluster) or not cluster.history:
+        return
+    terminalreporter.section("node tier timings (s)")
+    for number, timings in enumerate(cluster.history, 1):
+        steps = ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items())
+        terminalreporter.write_line(f"cluster start/stop {number}: {steps}")
+    argo = _SUMMARY.get("argo")
+    if isinstance(argo, dict):
+        terminalreporter.write_line("argo install: " + ", ".join(f"{k} {v:.1f}" for k, v in argo.items()))
