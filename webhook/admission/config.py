@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     #: Open connections per worker; past it the oldest one that has not completed a request is dropped.
     max_connections: int = Field(default=1000, ge=16)
+    #: On SIGTERM, keep accepting and answering this long (each answer closing its connection) before
+    #: stopping, so the apiserver moves to the other replicas instead of hitting a closed port.
+    shutdown_drain_seconds: float = Field(default=0.0, ge=0, le=30)
     watch_namespaces: bool = True
 
     @field_validator(

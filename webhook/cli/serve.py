@@ -48,6 +48,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.tls_cert is None or settings.tls_key is None:
         raise InputError("serve needs --tls-cert and --tls-key (or --dev to generate localhost certificates)")
     metrics_dir = Path(tempfile.mkdtemp(prefix="wandb-kfp-webhook-metrics-"))
+    # gunicorn forks the workers inside serve() below, so a worker that exits unwinds through this frame
+    # too: only this process (the master) may remove the directory every worker still writes to.
+    master_pid = os.getpid()
     # prometheus_client chooses multiprocess mode when its metrics are created, so this comes before the
     # app (and its metrics module) is imported.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
@@ -74,8 +77,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=settings.workers,
             request_timeout_s=settings.request_timeout_seconds,
             max_connections=settings.max_connections,
+            drain_s=settings.shutdown_drain_seconds,
             log_level=logging.getLevelName(logging.getLogger().level).lower(),
         )
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if os.getpid() == master_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

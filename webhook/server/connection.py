@@ -12,7 +12,10 @@ no pod was injected while they did. Here a waiting connection costs a small buff
   headers over ``max_header_bytes`` a 431; the bytes buffered by all waiting connections of a worker
   are capped (the largest buffers are dropped first), so memory stays bounded;
 * at ``max_connections`` the oldest connection that has not completed a request is dropped (the
-  apiserver's kept-alive connections have), so new clients are always accepted.
+  apiserver's kept-alive connections have), so new clients are always accepted;
+* while the worker drains before stopping (``drain_s`` after SIGTERM), every answer carries
+  ``Connection: close`` and its connection is closed once it is sent, so a client that kept a connection
+  open to this pod makes its next request on a new one, which the Service sends to another replica.
 
 A complete request is answered at once, on the loop: the review of a pod is pure CPU work of well
 under a millisecond, so a thread pool would only add hand-offs. The connection speaks WSGI to the app,
@@ -51,6 +54,9 @@ class Limits:
     max_header_bytes: int = 64 * 1024
     max_buffered_bytes: int = 64 * 1024 * 1024
     max_connections: int = 1000
+    #: After SIGTERM, seconds to keep accepting and answering (every answer with `Connection: close`)
+    #: before the listener closes; 0 stops at once.
+    drain_s: float = 0.0
 
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -75,6 +81,8 @@ class ConnectionPool:
         self.log_requests = log_requests
         self.connections: dict[HttpConnection, None] = {}
         self.buffered = 0
+        #: Stopping: each answer closes its connection, so a kept-alive client reconnects elsewhere.
+        self.draining = False
 
     def add(self, connection: HttpConnection) -> None:
         self.connections[connection] = None
@@ -217,7 +225,7 @@ class HttpConnection(asyncio.Protocol):
         self.receiving = False
         started = time.perf_counter()
         status, headers, payload = self._call_app(request, body)
-        self._send(status, headers, payload)
+        self._send(status, headers, payload, close=self.pool.draining)
         if self.pool.log_requests:
             log.info(
                 "request",

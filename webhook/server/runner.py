@@ -9,6 +9,7 @@ so per-process state (the namespace watch thread, clients) is never shared acros
 from __future__ import annotations
 
 import logging
+import math
 import os
 import ssl
 from collections.abc import Callable
@@ -123,12 +124,15 @@ def serve(
     max_connections: int = Limits.max_connections,
     timeout_s: int = DEFAULT_WORKER_TIMEOUT_S,
     graceful_timeout_s: int = DEFAULT_GRACEFUL_TIMEOUT_S,
+    drain_s: float = 0.0,
     log_level: str = "info",
     access_log: bool = False,
 ) -> None:
     """Serve the app `app_factory` builds in every worker until SIGTERM/SIGINT; exits when gunicorn stops.
 
     TLS needs ``cert_file`` and ``key_file``; ``plain_http=True`` is for tests and benchmarks only.
+    After SIGTERM each worker keeps serving for ``drain_s`` seconds (answers closing their connections)
+    before it stops listening; gunicorn's graceful timeout grows by as much.
     """
     if plain_http:
         if cert_file or key_file:
@@ -146,10 +150,12 @@ def serve(
         workers=workers,
         keepalive_s=keepalive_s,
         timeout_s=timeout_s,
-        graceful_timeout_s=graceful_timeout_s,
+        graceful_timeout_s=graceful_timeout_s + math.ceil(drain_s),
         log_level=log_level,
         access_log=access_log,
         reloader=reloader,
     )
-    limits = Limits(request_timeout_s=request_timeout_s, keepalive_s=keepalive_s, max_connections=max_connections)
+    limits = Limits(
+        request_timeout_s=request_timeout_s, keepalive_s=keepalive_s, max_connections=max_connections, drain_s=drain_s
+    )
     _EmbeddedGunicorn(app_factory, options, limits).run()

@@ -70,17 +70,42 @@ class AsyncioWorker(Worker):  # type: ignore[misc]  # gunicorn ships no type hin
                 )
             )
         parent = self.ppid
+        orphaned = False
         while self.alive:
             self.notify()
             if os.getppid() != parent:
                 log.info("parent changed, shutting down")
+                orphaned = True
                 break
             await asyncio.sleep(self.HEARTBEAT_S)
+        stopping = time.monotonic()
+        # gunicorn's master kills workers `graceful_timeout` after its own SIGTERM; keep a margin for the
+        # heartbeat above (SIGTERM is noticed up to HEARTBEAT_S late) and the final close.
+        budget = max(0.0, float(self.cfg.graceful_timeout) - 2 * self.HEARTBEAT_S)
+        drain = 0.0 if orphaned else min(self.limits.drain_s, budget)
+        if drain > 0:
+            await self._drain(pool, stopping + drain)
         for server in servers:
             server.close()
-        deadline = time.monotonic() + max(0.0, float(self.cfg.graceful_timeout))
+        deadline = stopping + budget
         while any(c.receiving for c in pool.connections) and time.monotonic() < deadline:
             self.notify()
             await asyncio.sleep(0.1)
         pool.close_all()
         await asyncio.sleep(0)
+
+    async def _drain(self, pool: ConnectionPool, until: float) -> None:
+        """Keep serving, listener open, until `until`; every answer closes its connection.
+
+        A pod being deleted leaves its Service's endpoints while it gets SIGTERM, but kube-proxy (or
+        whatever routes the apiserver's calls) needs a moment to stop sending new connections here, and
+        the connections the apiserver keeps alive stay pinned to this pod. A closed port or a closed
+        kept-alive connection fails that call, and with failurePolicy Ignore the pod is then created
+        without injection. Serving on while answering `Connection: close` moves every caller to a new
+        connection, which goes to another replica; what is still open at the end has had its chance.
+        """
+        pool.draining = True
+        log.info("stopping: draining connections for %.1f s", until - time.monotonic())
+        while time.monotonic() < until:
+            self.notify()
+            await asyncio.sleep(0.1)

@@ -132,6 +132,7 @@ app.kubernetes.io/part-of: wandb-kfp-webhook
   "workers" (int $s.workers)
   "request_timeout_seconds" $s.requestTimeoutSeconds
   "max_connections" (int $s.maxConnections)
+  "shutdown_drain_seconds" (int $s.shutdownDrainSeconds)
   "locked_annotations" $w.lockedAnnotations
   "pod_locked_annotations" $w.podLockedAnnotations
   "watch_namespaces" $s.watchNamespaces
