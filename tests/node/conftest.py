@@ -9,21 +9,25 @@ same one-line reason; WKW_NODE_REQUIRED=1 turns that into a failure so CI cannot
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.binaries import BinariesUnavailable
+from tests.e2e.binaries import BinariesUnavailable, ensure_helm
 from tests.node import host
+from tests.node import webhook as node_webhook
 from tests.node.argo import Argo, install
 from tests.node.binaries import NodeBinaries, ensure_node_binaries
 from tests.node.cluster import NodeCluster
 from tests.node.images import ImageUnavailable, ensure_images
+from tests.node.webhook import Webhook, WebhookImages, ensure_webhook_images
 
 _NODE_DIR = Path(__file__).parent
 _SUMMARY: dict[str, object] = {}
 _READY_KEY = pytest.StashKey[tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str]()
+_WEBHOOK_IMAGES_KEY = pytest.StashKey[WebhookImages | str]()
 
 
 def _prepare() -> tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str:
@@ -36,6 +40,16 @@ def _prepare() -> tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str:
         if reason:
             return reason
         return ensure_node_binaries(build), ensure_images(build)
+    except (BinariesUnavailable, ImageUnavailable) as error:
+        return str(error)
+
+
+def _prepare_webhook() -> WebhookImages | str:
+    """helm, the webhook image and the component images, or why they cannot be had here."""
+    build = os.environ.get("WKW_E2E_BUILD", "1") != "0"
+    try:
+        ensure_helm(build)
+        return ensure_webhook_images()
     except (BinariesUnavailable, ImageUnavailable) as error:
         return str(error)
 
@@ -56,6 +70,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         _SUMMARY["not run"] = f"node tier: {len(ours)} tests not run: {ready}"
         config.hook.pytest_deselected(items=ours)
         items[:] = [item for item in items if item not in ours]
+        return
+    # The admin's journey (the chart, KFP pipelines) also needs helm and the images `make image` and the
+    # container tier build; only the tests that use the `webhook` fixture are left out without them.
+    journey = [item for item in ours if "webhook" in getattr(item, "fixturenames", ())]
+    if journey and not isinstance(ready, str):
+        images = _prepare_webhook()
+        config.stash[_WEBHOOK_IMAGES_KEY] = images
+        if isinstance(images, str) and os.environ.get("WKW_NODE_REQUIRED") != "1":
+            _SUMMARY["journey not run"] = f"node tier: {len(journey)} webhook tests not run: {images}"
+            config.hook.pytest_deselected(items=journey)
+            items[:] = [item for item in items if item not in journey]
 
 
 @pytest.fixture(scope="session")
@@ -88,11 +113,35 @@ def argo(node_cluster: NodeCluster) -> Argo:
     return installed
 
 
+@pytest.fixture(scope="session")
+def webhook_images(request: pytest.FixtureRequest) -> WebhookImages:
+    images = request.config.stash.get(_WEBHOOK_IMAGES_KEY, None) or _prepare_webhook()
+    if isinstance(images, str):
+        pytest.fail(f"the node tier's webhook tests cannot run here and WKW_NODE_REQUIRED=1: {images}")
+    return images
+
+
+@pytest.fixture(scope="session")
+def webhook(argo: Argo, webhook_images: WebhookImages) -> Webhook:
+    """The chart installed as an admin would (tests/node/webhook.py), with the component images of
+    every minor the pipelines name loaded under `python:3.X`; Deployment Ready, caBundle set."""
+    started = time.monotonic()
+    node_webhook.load_component_images(argo.cluster, webhook_images.components)
+    loaded = time.monotonic() - started
+    reference, archive = webhook_images.webhook
+    installed = node_webhook.install(argo.cluster, argo, reference, archive)
+    installed.timings["component images import"] = loaded
+    _SUMMARY["webhook"] = installed.timings
+    return installed
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Why the tier did not run, or the start-up and stop times of its cluster(s) (for docs, never asserted)."""
     if "not run" in _SUMMARY:
         terminalreporter.write_line(f"SKIPPED {_SUMMARY['not run']}", yellow=True)
         return
+    if "journey not run" in _SUMMARY:
+        terminalreporter.write_line(f"SKIPPED {_SUMMARY['journey not run']}", yellow=True)
     cluster = _SUMMARY.get("cluster")
     if not isinstance(cluster, NodeCluster) or not cluster.history:
         return
@@ -103,3 +152,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     argo = _SUMMARY.get("argo")
     if isinstance(argo, dict):
         terminalreporter.write_line("argo install: " + ", ".join(f"{k} {v:.1f}" for k, v in argo.items()))
+    installed = _SUMMARY.get("webhook")
+    if isinstance(installed, dict):
+        terminalreporter.write_line("webhook install: " + ", ".join(f"{k} {v:.1f}" for k, v in installed.items()))
+    for key, value in node_webhook.TIER_SUMMARY.items():
+        terminalreporter.write_line(f"{key}: {value}")

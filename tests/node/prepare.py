@@ -9,10 +9,11 @@ import os
 import sys
 import time
 
-from tests.e2e.binaries import BinariesUnavailable, GoNotInstalled
+from tests.e2e.binaries import BinariesUnavailable, GoNotInstalled, ensure_helm
 from tests.node import host
 from tests.node.binaries import binary_versions, ensure_node_binaries
 from tests.node.images import ImageUnavailable, ensure_images
+from tests.node.webhook import ensure_webhook_images
 
 
 def _log(message: str) -> None:
@@ -34,6 +35,16 @@ def prepare(build: bool = True) -> str | None:
     started = time.monotonic()
     images = ensure_images(build)
     _log(f"images ready in {time.monotonic() - started:.0f}s: {', '.join(ref for ref, _ in images.values())}")
+    # The admin's journey: helm for the chart, the webhook image (`make image`) and component images.
+    started = time.monotonic()
+    _log(f"helm: {ensure_helm(build)}")
+    try:
+        webhook = ensure_webhook_images()
+    except ImageUnavailable as error:  # the rest of the tier still runs; pytest says why these do not
+        _log(f"the node tier's webhook tests will be skipped: {error}")
+        return None
+    refs = [webhook.webhook[0], *(ref for ref, _ in webhook.components.values())]
+    _log(f"webhook and component images ready in {time.monotonic() - started:.0f}s: {', '.join(refs)}")
     return None
 
 

@@ -1,0 +1,1 @@
+"""Pipeline sources the node tier compiles with the real KFP SDK, inside its own venv."""
