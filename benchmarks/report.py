@@ -395,6 +395,128 @@ def _memory(memory: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _seconds_row(label: str, v: dict[str, Any]) -> str:
+    if not v.get("n"):
+        return f"| {label} | 0 | | | | |"
+    return (
+        f"| {label} | {v['n']} | **{fmt(v['median_s'], 3)}** | {fmt(v['p90_s'], 3)} | {fmt(v['mean_s'], 3)} | "
+        f"{fmt(v['min_s'], 3)}-{fmt(v['max_s'], 3)} |"
+    )
+
+
+def _node(node: dict[str, Any]) -> list[str]:
+    if "created_to_main_started" not in node:
+        return []
+    cluster = node["cluster"]
+    lines = ["", "## 5. A KFP component pod on a real node", ""]
+    if node.get("run"):
+        lines += [f"Run {node['run']['started_at']}, `python -m benchmarks.run {' '.join(node['run']['argv'])}`.", ""]
+    lines.append(
+        f"tests/node's single-node cluster (kubelet, containerd, kube-proxy, Argo in-cluster, MinIO; Kubernetes "
+        f"{cluster['kubernetes']}), the chart installed by `helm install` with the `make image` image "
+        f"(Deployment Ready {fmt(cluster['install_s'].get('helm install to Deployment Ready'), 1)} s after "
+        f"`helm install`). The KFP v1 pipeline `{node['pipeline']}` (one `create_component_from_func` step on "
+        f"`python:{node['python']}`, compiled by kfp 1.8.22) ran {node['pairs']} times in a namespace labelled "
+        f"`wandb.ai/inject=enabled` and {node['pairs']} times in an unlabelled one, one run of each at a time "
+        f"(alternating which is submitted first), {fmt(node['runs_seconds'], 0)} s in all: "
+        f"{node['pods']['injected']} injected pods, {node['pods']['not_injected']} not. Created = when a watch "
+        "on the apiserver first saw the pod; container times from containerd's nanosecond records "
+        f"({'all of them' if node['precise'] else 'where present, else the API seconds'})."
+    )
+    lines += [
+        "",
+        "| per pod | pods | median s | p90 s | mean s | range s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    started = node["created_to_main_started"]
+    lines.append(_seconds_row("created -> main started, injected", started["injected"]))
+    lines.append(_seconds_row("created -> main started, not injected", started["not_injected"]))
+    lines.append(
+        _seconds_row("shim init container (`shim install --python`), start -> exit", node["shim_init_container_ran"])
+    )
+    lines.append(_seconds_row("shim init container, created -> exit", node["shim_init_container_created_to_finished"]))
+    lines.append(_seconds_row("Argo `init` container, injected pods", node["argo_init_container_ran"]["injected"]))
+    lines.append(_seconds_row("Argo `init` container, other pods", node["argo_init_container_ran"]["not_injected"]))
+    lines.append(_seconds_row("`main` ran (the component), injected: records offline", node["main_ran"]["injected"]))
+    lines.append(_seconds_row("`main` ran (the component), not injected", node["main_ran"]["not_injected"]))
+    overhead = node["overhead"]
+    lines += [
+        "",
+        f"**Pod start overhead per injected pod: {fmt(overhead['median_s'], 2)} s at the median, "
+        f"{fmt(overhead['p90_s'], 2)} s at p90** (injected minus not injected, created -> main started).",
+    ]
+    call = node["apiserver_webhook_call"]
+    own = node["webhook_own_handling"]
+    buckets = ", ".join(f"<= {bound} s: {count}" for bound, count in call["buckets"].items())
+    lines += [
+        "",
+        f"The webhook call as the apiserver measured it (`apiserver_admission_webhook_admission_duration_seconds`, "
+        f"namespace webhook, CREATE, the difference of two scrapes): {call['count']} calls "
+        f"({call['count'] / max(1, node['pods']['injected']):.1f} per injected pod), **mean "
+        f"{fmt(call['mean_ms'])} ms**; estimated from its buckets p50 {fmt(call['estimated_p50_ms'])} ms, p90 "
+        f"{fmt(call['estimated_p90_ms'])} ms, p99 {fmt(call['estimated_p99_ms'])} ms (cumulative counts: {buckets}). "
+        f"The webhook's own handling of the same calls (its /metrics, both replicas): {own['count']} reviews, "
+        f"mean {fmt(own['mean_ms'])} ms; the rest is the apiserver's client, TLS and the Service hop.",
+    ]
+    return lines
+
+
+SECTION_RENDERERS = {
+    "http": ("## 1.", lambda s: _http(s)),
+    "apiserver": ("## 2.", lambda s: _apiserver(s)),
+    "shim": ("## 3.", lambda s: _shim(s)),
+    "memory": ("## 4.", lambda s: _memory(s)),
+    "node": ("## 5.", lambda s: _node(s)),
+}
+
+
+def _replace_block(markdown: str, heading: str, block: list[str]) -> str:
+    """Replace the block starting at the line that starts with `heading` (up to the next `## ` line) by
+    `block`; insert it before `## Notes` (or at the end) when there is none."""
+    lines = markdown.rstrip("\n").split("\n")
+    body = list(block)
+    while body and body[0] == "":
+        body.pop(0)
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        start = next((i for i, line in enumerate(lines) if line == "## Notes"), len(lines))
+        end = start
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    new = [*lines[:start], *body, *([""] if end < len(lines) else []), *lines[end:]]
+    return "\n".join(new).rstrip("\n") + "\n"
+
+
+def splice(markdown: str, results: dict[str, Any], sections: list[str], with_targets: bool) -> str:
+    """results.md with the given sections re-rendered from `results` and a line saying when they ran."""
+    for name in sections:
+        heading, renderer = SECTION_RENDERERS[name]
+        section = results["sections"][name]
+        block = renderer(section) or ["", f"{heading} {name}: skipped", "", f"Skipped: {section.get('skipped')}"]
+        markdown = _replace_block(markdown, heading, block)
+    if with_targets:
+        rows = ["## Targets", "", "| target | goal | measured | met | note |", "| --- | --- | --- | --- | --- |"]
+        for row in results["targets"]:
+            met = {True: "yes", False: "**NO**", None: "n/a"}[row["met"]]
+            rows.append(f"| {row['target']} | {row['goal']} | {row['measured']} | {met} | {row['note']} |")
+        markdown = _replace_block(markdown, "## Targets", rows)
+    lines = markdown.split("\n")
+    for run in results.get("partial_runs", [])[-1:]:
+        machine = run["machine"]
+        note = (
+            f"Rerun since: {', '.join(run['sections'])} on {run['started_at']} "
+            f"(`{' '.join(['python -m benchmarks.run', *run['argv']])}`{', --quick' if run['quick'] else ''}; "
+            f"{machine['cpu_count']} CPUs ({machine['cpu_model']}), kernel {machine['kernel']}, load average at "
+            f"start {machine['load_average_at_start']}); every other section is the run above."
+        )
+        at = next((i for i, line in enumerate(lines) if line.startswith("Run ")), 1)
+        if at + 2 < len(lines) and lines[at + 2].startswith("Rerun since: "):
+            lines[at + 2] = note
+        else:
+            lines[at + 1 : at + 1] = ["", note]
+    return "\n".join(lines)
+
+
 def render(results: dict[str, Any]) -> str:
     sections = results["sections"]
     lines = _machine(results)
@@ -402,6 +524,7 @@ def render(results: dict[str, Any]) -> str:
     lines += _apiserver(sections.get("apiserver", {}))
     lines += _shim(sections.get("shim", {}))
     lines += _memory(sections.get("memory", {}))
+    lines += _node(sections.get("node", {}))
     notes = results.get("notes")
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]

@@ -2,7 +2,8 @@
 
     python -m benchmarks.run                      # everything (about 13 min on 2 cores)
     python -m benchmarks.run --quick              # short smoke run of the harness (about 3 min)
-    python -m benchmarks.run --sections http,shim # a subset; sections: http, apiserver, shim, memory
+    python -m benchmarks.run --sections http,shim # a subset; sections: http, apiserver, shim, memory, node
+                                                  # (replaced in results.md/.json; the rest stays as it was)
 
 Each section installs what it needs (wrk, hyperfine from Debian; py-spy from PyPI into a cached venv; the
 kfp+wandb venv via tests/support/venvs.py) or is skipped with the reason printed and recorded. All traffic
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import BENCH_DIR, REPO_ROOT, load_average, log, machine_info
-from benchmarks.report import render, targets
+from benchmarks.report import render, splice, targets
 
-SECTIONS = ("http", "apiserver", "shim", "memory")
+SECTIONS = ("http", "apiserver", "shim", "memory", "node")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             chunks=4,
             chunk_time_cap_s=240.0,
         ),
+        "node": lambda: __import__("benchmarks.node_bench", fromlist=["run"]).run(work_dir, pairs=4 if quick else 24),
     }
     for name in SECTIONS:
         if name not in wanted:
@@ -116,8 +118,22 @@ def main(argv: list[str] | None = None) -> int:
         results["notes"].append("--quick run: short durations, the figures only check the harness")
     results["targets"] = targets(results)
     results["server_logs"] = str(work_dir / "logs")
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (out_dir / "results.md").write_text(render(results))
+    if set(wanted) != set(SECTIONS) and (out_dir / "results.json").is_file() and (out_dir / "results.md").is_file():
+        # A subset: the sections run now replace theirs in the last full results; the rest stays as it was.
+        merged = json.loads((out_dir / "results.json").read_text())
+        run_info = {key: results[key] for key in ("argv", "started_at", "finished_at", "machine", "quick")}
+        for name in wanted:
+            merged["sections"][name] = {**results["sections"][name], "run": run_info}
+        merged.setdefault("partial_runs", []).append({**run_info, "sections": wanted})
+        merged["targets"] = targets(merged)
+        markdown = splice(
+            (out_dir / "results.md").read_text(), merged, wanted, with_targets=bool(set(wanted) - {"node"})
+        )
+        (out_dir / "results.json").write_text(json.dumps(merged, indent=1, default=str) + "\n")
+        (out_dir / "results.md").write_text(markdown)
+    else:
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+        (out_dir / "results.md").write_text(render(results))
     log(f"wrote {out_dir / 'results.md'} and results.json in {results['wall_seconds']:.0f} s")
     for row in results["targets"]:
         print(f"  {'MET ' if row['met'] else 'MISS'} {row['target']}: {row['measured']} (goal {row['goal']})")
