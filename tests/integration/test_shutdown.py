@@ -1,6 +1,6 @@
 """Stopping the real `wandb-kfp-webhook serve`: what a rollout or a node drain does to a replica.
 
-Found by the node tier (tests/node/test_admin_journey.py): during `helm upgrade` the apiserver's calls
+Found by the node tier (tests/node/test_webhook_journey.py): during `helm upgrade` the apiserver's calls
 failed in three ways while the old pods stopped (a closed port, a kept-alive connection closed under a
 request, and a 500 once one worker had exited), and with failurePolicy Ignore each failure is a pod
 created without W&B. These tests pin the two server changes that fixed it.

@@ -25,6 +25,7 @@ from tests.node.images import ImageUnavailable, ensure_images
 from tests.node.webhook import Webhook, WebhookImages, ensure_webhook_images
 
 _NODE_DIR = Path(__file__).parent
+_RESTARTS_CLUSTER = "test_cluster_lifecycle.py"
 _SUMMARY: dict[str, object] = {}
 _READY_KEY = pytest.StashKey[tuple[NodeBinaries, dict[str, tuple[str, Path]]] | str]()
 _WEBHOOK_IMAGES_KEY = pytest.StashKey[WebhookImages | str]()
@@ -64,6 +65,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ours = [item for item in items if _NODE_DIR in Path(str(item.path)).parents]
     if not ours:
         return
+    # The lifecycle tests restart the session cluster, so they run before anything installs on it
+    # (Argo, the chart), whatever the file names sort like.
+    first = [item for item in ours if Path(str(item.path)).name == _RESTARTS_CLUSTER]
+    slots = [index for index, item in enumerate(items) if item in ours]
+    for index, item in zip(slots, [*first, *(item for item in ours if item not in first)], strict=True):
+        items[index] = item
+    ours = [items[index] for index in slots]
     ready = _prepare()
     config.stash[_READY_KEY] = ready
     if isinstance(ready, str) and os.environ.get("WKW_NODE_REQUIRED") != "1":
