@@ -452,7 +452,10 @@ def _node(node: dict[str, Any]) -> list[str]:
         "",
         f"The webhook call as the apiserver measured it (`apiserver_admission_webhook_admission_duration_seconds`, "
         f"namespace webhook, CREATE, the difference of two scrapes): {call['count']} calls "
-        f"({call['count'] / max(1, node['pods']['injected']):.1f} per injected pod), **mean "
+        f"({call['count'] / max(1, node['pods']['injected']):.1f} per injected pod: once the webhook has added "
+        "its init container, the ServiceAccount admission plugin mounts the token into it, and that change makes "
+        "the apiserver call the webhook again, `reinvocationPolicy: IfNeeded`; the second call finds the pod "
+        "injected and changes nothing), **mean "
         f"{fmt(call['mean_ms'])} ms**; estimated from its buckets p50 {fmt(call['estimated_p50_ms'])} ms, p90 "
         f"{fmt(call['estimated_p90_ms'])} ms, p99 {fmt(call['estimated_p99_ms'])} ms (cumulative counts: {buckets}). "
         f"The webhook's own handling of the same calls (its /metrics, both replicas): {own['count']} reviews, "
