@@ -166,7 +166,9 @@ def run(work_dir: Path, pairs: int = 24) -> dict[str, Any]:
         injected = [t for t in times[team.name] if wh.INJECTED_ANNOTATION in t.annotations]
         untouched = times[plain.name]
         result["pods"] = {"injected": len(injected), "not_injected": len(untouched)}
-        result["precise"] = all(t.created_precise and t.containers["main"].precise for t in [*injected, *untouched])
+        result["precise"] = watch.error is None and all(
+            t.created_precise and t.containers["main"].precise for t in [*injected, *untouched]
+        )
         started_injected = [t.until_started() for t in injected]
         started_plain = [t.until_started() for t in untouched]
         result["created_to_main_started"] = {

@@ -110,6 +110,8 @@ class PodWatch:
         self.cluster = cluster
         self.label_selector = label_selector
         self.seen: dict[str, float] = {}
+        self.error: str | None = None  # why the watch ended early, if it did
+        self._stopping = threading.Event()
         self._watch = watch.Watch()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
@@ -125,10 +127,14 @@ class PodWatch:
                 resource_version=listing.metadata.resource_version,
                 timeout_seconds=3600,
             )
-            for event in stream:
-                now = time.time()
-                if event["type"] == "ADDED":
-                    self.seen.setdefault(event["object"].metadata.uid, now)
+            try:
+                for event in stream:
+                    now = time.time()
+                    if event["type"] == "ADDED":
+                        self.seen.setdefault(event["object"].metadata.uid, now)
+            except Exception as error:  # the apiserver went away: fine once we are done, a gap otherwise
+                if not self._stopping.is_set():
+                    self.error = f"{type(error).__name__}: {error}"
 
     def __enter__(self) -> PodWatch:
         self._thread.start()
@@ -136,4 +142,5 @@ class PodWatch:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()
         self._watch.stop()  # the thread is a daemon: it ends with the next event or the process
