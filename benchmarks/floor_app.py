@@ -18,14 +18,15 @@ StartResponse = Callable[..., Any]
 def _canned() -> bytes:
     from benchmarks.reviews import admission_review, opted_in
     from tests.fixtures import pods as fixture_pods
-    from webhook.admission import review
     from webhook.admission.config import Settings
+    from webhook.admission.review import review
     from webhook.server.namespaces import StaticNamespaces
 
     pod = opted_in(fixture_pods.load_pod("v2-train"))
     body = json.dumps(admission_review(pod, uid="00000000-0000-0000-0000-000000000000")).encode()
-    result = review(body, StaticNamespaces(), Settings(watch_namespaces=False))
-    return json.dumps(result.body, separators=(",", ":")).encode()
+    outcome = review(body, StaticNamespaces(), Settings(watch_namespaces=False))
+    assert outcome.response is not None
+    return json.dumps(outcome.response.to_wire(), separators=(",", ":")).encode()
 
 
 CANNED = _canned()

@@ -53,8 +53,8 @@ def summarise(runs: dict[str, list[dict[str, Any]]], metrics: tuple[str, ...]) -
 
 def inprocess_costs(repeats: int = 5, loops: int = 40) -> dict[str, Any]:
     """`review()` wall time per fixture body in this process (no HTTP, no TLS), median of batches."""
-    from webhook.admission import review
     from webhook.admission.config import Settings
+    from webhook.admission.review import review
     from webhook.server.namespaces import StaticNamespaces
 
     settings, namespaces = Settings(watch_namespaces=False), StaticNamespaces()
@@ -75,8 +75,8 @@ def inprocess_costs(repeats: int = 5, loops: int = 40) -> dict[str, Any]:
 
 def inprocess_breakdown() -> dict[str, Any]:
     """Where `review()` spends its time over one pass of the mix (cProfile, cumulative, top 20)."""
-    from webhook.admission import review
     from webhook.admission.config import Settings
+    from webhook.admission.review import review
     from webhook.server.namespaces import StaticNamespaces
 
     settings, namespaces = Settings(watch_namespaces=False), StaticNamespaces()

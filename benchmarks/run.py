@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO_ROOT)
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Server logs (one INFO line per injection: tens of MB) stay out of the checkout.
+    # Server logs (JSON lines; one per request at DEBUG or with the access log) stay out of the checkout.
     work_dir = Path(tempfile.mkdtemp(prefix="wkw-bench-"))
     log(f"server logs go to {work_dir / 'logs'}")
     started = time.time()

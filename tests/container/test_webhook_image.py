@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.container.components import CLI, SHIM_INIT_CONTAINER, SHIM_VOLUME, preview
-from tests.container.images import WEBHOOK_REPOSITORY, BuiltImage
+from tests.container.images import WEBHOOK_REPOSITORY, BuiltImage, payload_dir
 from tests.container.podman import podman, remove_container, run_in, wait_for
 from tests.container.pods import PodObjects, PodSandbox
 from tests.fixtures.pods import load_pod
@@ -192,12 +192,14 @@ def test_serves_health_and_admission_reviews_as_the_chart_runs_it(
     config = served.sandbox.volume_dir("config") / "config.yaml"
     source = tmp_path / "review.yaml"
     source.write_text(yaml.safe_dump(review))
+    # The payload the image was built from: the narrowed copies' sizeLimits come from its manifest.
     previewed = subprocess.run(
         [str(CLI), "preview", str(source), "--review", "--no-namespace-labels", "--config", str(config)],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
+        env={**os.environ, "WANDB_KFP_PAYLOAD_DIR": str(payload_dir())},
     )
     assert previewed.returncode == 0, previewed.stderr
     expected = json.loads(previewed.stdout)["response"]
@@ -235,7 +237,10 @@ def _quantity(text: str) -> int:
 _FILE_FIGURES = """
 import os, sys
 seen, total = set(), 0
-for root, _dirs, names in os.walk(sys.argv[1]):
+paths = [os.path.join(sys.argv[1], part) for part in (sys.argv[2:] or [""])]
+files = [(os.path.dirname(path), [os.path.basename(path)]) for path in paths if os.path.isfile(path)]
+walks = [(root, names) for path in paths for root, _dirs, names in os.walk(path)]
+for root, names in files + walks:
     for name in names:
         info = os.lstat(os.path.join(root, name))
         if name != ".wandb-kfp-shim-complete" and (info.st_dev, info.st_ino) not in seen:
@@ -245,8 +250,10 @@ print(len(seen), total)
 """
 
 
-def _file_figures(path: Path) -> tuple[int, int]:
-    out = subprocess.run([sys.executable, "-c", _FILE_FIGURES, str(path)], capture_output=True, text=True, check=True)
+def _file_figures(path: Path, *parts: str) -> tuple[int, int]:
+    """(files, bytes) under path (or under those parts of it), hardlinked files counted once."""
+    command = [sys.executable, "-c", _FILE_FIGURES, str(path), *parts]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
     count, total = out.stdout.split()
     return int(count), int(total)
 
@@ -262,14 +269,16 @@ def test_init_container_installs_the_shim_into_the_pods_emptydir(
     assert first.returncode == 0, first.stderr
     shim = sandbox.volume_dir(SHIM_VOLUME)
 
-    image_marker = run_in(webhook_image.name, f"{IMAGE_SHIM}/{COMPLETE_MARKER}", entrypoint="cat")
-    assert json.loads((shim / COMPLETE_MARKER).read_text())["stamp"] == json.loads(image_marker)["stamp"]
+    # The pod's image is python:3.7: the init container copies that minor's vendored wandb only.
+    assert init["command"][-2:] == ["--python", "3.7"], init["command"]
     assert (shim / "bootstrap" / "sitecustomize.py").is_file()
     manifest = json.loads((shim / "site" / "manifest.json").read_text())
-    assert manifest["minors"], "the vendored wandb is copied too"
-    in_image = run_in(webhook_image.name, "-c", _FILE_FIGURES, IMAGE_SHIM, entrypoint="python3").split()
+    assert "3.7" in manifest["minors"], "the vendored wandb is copied too"
+    assert sorted(path.name for path in (shim / "site").iterdir() if path.is_dir()) == ["py3.7"]
+    parts = ("bootstrap", "lib", "site/py3.7", "site/manifest.json")
+    in_image = run_in(webhook_image.name, "-c", _FILE_FIGURES, IMAGE_SHIM, *parts, entrypoint="python3").split()
     files, copied = _file_figures(shim)
-    assert (files, copied) == tuple(int(n) for n in in_image), "all files copied, hardlinks still linked"
+    assert (files, copied) == tuple(int(n) for n in in_image), "every file of that minor copied, links kept"
     volume = next(v for v in mutated["spec"]["volumes"] if v["name"] == SHIM_VOLUME)
     assert copied < _quantity(volume["emptyDir"]["sizeLimit"]), "the kubelet would evict the pod"
     for path in shim.rglob("*"):  # the emptyDir itself belongs to the kubelet (root, 0777)

@@ -19,25 +19,10 @@ from pathlib import Path
 
 from tests.fixtures import pods as fixture_pods
 from tests.support.reviews import admission_review
-from tests.support.servers import REPO_ROOT, RunningServer
+from tests.support.servers import NO_CLUSTER_ENV, REPO_ROOT, SERVE_COMMAND, RunningServer
 
-SERVE = [
-    sys.executable,
-    "-m",
-    "webhook.cli",
-    "serve",
-    "--host",
-    "{host}",
-    "--port",
-    "{port}",
-    "--tls-cert",
-    "{cert_file}",
-    "--tls-key",
-    "{key_file}",
-    "--workers",
-    "2",
-]
-NO_CLUSTER = {"WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false", "WANDB_KFP_WEBHOOK_PIPELINES": "v2-*"}
+SERVE = [*SERVE_COMMAND, "--workers", "2"]
+NO_CLUSTER = NO_CLUSTER_ENV
 MAX_BODY = 8 * 1024 * 1024
 
 

@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +19,10 @@ import pytest
 
 from tests.fixtures import pods as fixture_pods
 from tests.support.reviews import admission_review
+from tests.support.servers import NO_CLUSTER_ENV as NO_CLUSTER
+from tests.support.servers import SERVE_COMMAND as SERVE
 from tests.support.servers import RunningServer
 
-CLI = [sys.executable, "-m", "webhook.cli"]
-SERVE = [*CLI, "serve", "--host", "{host}", "--port", "{port}", "--tls-cert", "{cert_file}", "--tls-key", "{key_file}"]
-NO_CLUSTER = {"WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false"}
 DRAIN_SECONDS = 6
 
 

@@ -17,24 +17,13 @@ import pytest
 
 from tests.fixtures import pods as fixture_pods
 from tests.support.reviews import admission_review
-from tests.support.servers import REPO_ROOT, client_context, find_free_port
+from tests.support.servers import NO_CLUSTER_ENV, REPO_ROOT, SERVE_COMMAND, client_context, find_free_port
 from webhook.admission import config as cfg
 from webhook.shim import contract
 
 CLI = [sys.executable, "-m", "webhook.cli"]
-SERVE = [
-    *CLI,
-    "serve",
-    "--host",
-    "{host}",
-    "--port",
-    "{port}",
-    "--tls-cert",
-    "{cert_file}",
-    "--tls-key",
-    "{key_file}",
-]
-NO_CLUSTER = {"WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false", "WANDB_KFP_WEBHOOK_PIPELINES": "v2-*"}
+SERVE = SERVE_COMMAND
+NO_CLUSTER = NO_CLUSTER_ENV
 
 
 def review_bytes(name, uid):

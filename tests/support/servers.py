@@ -146,6 +146,14 @@ def wait_until_ready(server: RunningServer, ready_path: str, timeout_s: float = 
 
 StartServer = Callable[..., RunningServer]
 
+#: `wandb-kfp-webhook serve` as start_server's `command` (its placeholders filled in per server).
+SERVE_COMMAND = [
+    sys.executable, "-m", "webhook.cli", "serve", "--host", "{host}", "--port", "{port}",
+    "--tls-cert", "{cert_file}", "--tls-key", "{key_file}",
+]  # fmt: skip
+#: Settings of a served webhook without cluster access (pipeline pattern opt-in for the v2 fixtures).
+NO_CLUSTER_ENV = {"WANDB_KFP_WEBHOOK_WATCH_NAMESPACES": "false", "WANDB_KFP_WEBHOOK_PIPELINES": "v2-*"}
+
 
 def start_server(
     log_dir: Path,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from webhook import kube
 from webhook.admission.config import NamespaceInfo
 
 log = logging.getLogger(__name__)
@@ -99,21 +100,6 @@ class NamespaceCache:
                 self._namespaces[name] = info_of(namespace)
 
 
-def connect() -> Any | None:
-    """An ApiClient from the in-cluster service account or a kubeconfig; None when neither exists."""
-    from kubernetes import client, config
-
-    kube_config: Any = config
-    try:
-        kube_config.load_incluster_config()
-    except config.ConfigException:
-        try:
-            kube_config.load_kube_config()
-        except Exception:  # noqa: BLE001 - no kubeconfig at all, or an unusable one
-            return None
-    return client.ApiClient()
-
-
 NO_CLUSTER_MESSAGE = (
     "no Kubernetes API access (in-cluster or kubeconfig): namespace labels and annotations are not read; "
     "pods opt in by pod label or pipeline pattern only, with the server settings"
@@ -126,7 +112,7 @@ def namespace_source(watch: bool) -> StaticNamespaces | NamespaceCache:
     `serve` probes cluster access once in the master and turns watching off (saying so once) when there
     is none, so workers only get here with watch=True when a client can be built.
     """
-    api_client = connect() if watch else None
+    api_client = kube.api_client() if watch else None
     if api_client is None:
         if watch:
             log.warning(NO_CLUSTER_MESSAGE)

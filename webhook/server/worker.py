@@ -8,10 +8,15 @@ the master's listening sockets, with the limits the `runner` hands over on the a
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import logging
 import os
+import socket
 import ssl
 import time
+from collections.abc import Callable
+from typing import Any
 
 from gunicorn.workers.base import Worker
 
@@ -23,6 +28,66 @@ log = logging.getLogger(__name__)
 #: connection, 256 KiB by default: 1,000 held connections would pin 250 MiB. A TLS record is at most
 #: 16 KiB + overhead, so 32 KiB costs no extra round of reads.
 TLS_READ_BUFFER_BYTES = 32 * 1024
+
+
+class Acceptor:
+    """Accepts connections on a listening socket all workers share: one per readiness event.
+
+    asyncio's own server accepts up to `backlog` connections per event, so the first worker to wake takes
+    a whole burst (a client opening 32 kept-alive connections at once lands on one core). Taking one at a
+    time lets whichever worker is idle take the next, which spreads connections over the workers.
+    """
+
+    #: Pause after the process ran out of file descriptors, before accepting again (no busy loop).
+    RETRY_AFTER_EMFILE_S = 0.1
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.Protocol],
+        context: ssl.SSLContext | None,
+        handshake_timeout_s: float,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.factory = factory
+        self.context = context
+        self.handshake_timeout_s = handshake_timeout_s if context is not None else None
+        self.closed = False
+        sock.setblocking(False)
+        loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        try:
+            connection, _address = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.warning("cannot accept connections for now", extra={"error": errno.errorcode[error.errno]})
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(self.RETRY_AFTER_EMFILE_S, self._resume)
+            return
+        connection.setblocking(False)
+        started = self.loop.connect_accepted_socket(
+            self.factory, connection, ssl=self.context, ssl_handshake_timeout=self.handshake_timeout_s
+        )
+        self.loop.create_task(started).add_done_callback(functools.partial(_forget_failed, connection))
+
+    def _resume(self) -> None:
+        if not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    def close(self) -> None:
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+
+
+def _forget_failed(connection: socket.socket, task: asyncio.Task[Any]) -> None:
+    """A connection whose TLS handshake failed or timed out: closed, the error taken (nothing to log)."""
+    if not task.cancelled() and task.exception() is not None:
+        connection.close()
 
 
 class AsyncioWorker(Worker):  # type: ignore[misc]  # gunicorn ships no type hints
@@ -58,17 +123,10 @@ class AsyncioWorker(Worker):  # type: ignore[misc]  # gunicorn ships no type hin
         scheme = "https" if context is not None else "http"
         servers = []
         for listener in self.sockets:
-            listener.sock.setblocking(False)
-            port = listener.sock.getsockname()[1] if listener.sock.family != getattr(os, "AF_UNIX", None) else 0
-            servers.append(
-                await loop.create_server(
-                    lambda port=port: HttpConnection(pool, self.wsgi, scheme, port),
-                    sock=listener.sock,
-                    ssl=context,
-                    ssl_handshake_timeout=self.limits.handshake_timeout_s if context is not None else None,
-                    backlog=self.cfg.backlog,
-                )
-            )
+            sock = listener.sock
+            port = sock.getsockname()[1] if sock.family != getattr(socket, "AF_UNIX", None) else 0
+            factory = functools.partial(HttpConnection, pool, self.wsgi, scheme, port)
+            servers.append(Acceptor(loop, sock, factory, context, self.limits.handshake_timeout_s))
         parent = self.ppid
         orphaned = False
         while self.alive:

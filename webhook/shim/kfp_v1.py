@@ -15,8 +15,8 @@ import sys
 
 from . import contract, faults, lineage
 from .messages import describe, say
-from .recorder import KFP_LINK_KEY, KFP_META_KEY, Recorder, call_recorded
-from .values import kfp_metadata, kfp_run_link, max_upload_bytes
+from .recorder import call_recorded, start_recorder
+from .values import max_upload_bytes
 
 #: The line of the generated program that calls the component function.
 CALL_PATTERN = re.compile(contract.V1_CALL_PATTERN, re.MULTILINE)
@@ -164,17 +164,7 @@ def _flatten(args):
 
 def record_call(func, plan, args, kwargs):
     """Call the component function inside a W&B run; its result or exception passes through unchanged."""
-    recorder = None
-    try:
-        component = func.__name__
-        recorder = Recorder(contract.KIND_V1_COMPONENT, component)
-        meta = {KFP_META_KEY: kfp_metadata(component, contract.KIND_V1_COMPONENT, {"spec_name": plan.spec_name})}
-        link = kfp_run_link()
-        if link:
-            meta[KFP_LINK_KEY] = link
-        recorder.start(meta)
-    except Exception as exc:
-        say("could not start recording this component (" + describe(exc) + ")")
+    recorder = start_recorder(contract.KIND_V1_COMPONENT, func.__name__, {"spec_name": plan.spec_name})
     return call_recorded(
         recorder,
         func,

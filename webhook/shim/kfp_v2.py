@@ -15,8 +15,8 @@ from typing import Any
 
 from . import contract, faults, lineage
 from .messages import describe, say
-from .recorder import KFP_LINK_KEY, KFP_META_KEY, Recorder, call_recorded
-from .values import kfp_metadata, kfp_run_link, max_upload_bytes
+from .recorder import call_recorded, start_recorder
+from .values import max_upload_bytes
 
 #: Modules that define the v2 Executor: kfp 2.1+ and kfp 2.0.
 EXECUTOR_MODULES = contract.V2_EXECUTOR_MODULES
@@ -101,19 +101,11 @@ def component_function(executor):
 
 def record_execute(executor, original, args, kwargs):
     """Run `original(executor, ...)` inside a W&B run; its result or exception passes through unchanged."""
-    recorder = None
     try:
-        func = component_function(executor)
-        component = getattr(func, "__name__", None) or "component"
-        recorder = Recorder(contract.KIND_V2_EXECUTOR, component)
-        meta = {KFP_META_KEY: kfp_metadata(component, contract.KIND_V2_EXECUTOR, {"kfp_sdk": _kfp_version()})}
-        link = kfp_run_link()
-        if link:
-            meta[KFP_LINK_KEY] = link
-        recorder.start(meta)
-    except Exception as exc:
-        say("could not start recording this component (" + describe(exc) + ")")
-        recorder = None
+        component = getattr(component_function(executor), "__name__", None) or "component"
+    except Exception:
+        component = "component"
+    recorder = start_recorder(contract.KIND_V2_EXECUTOR, component, {"kfp_sdk": _kfp_version()})
     return call_recorded(
         recorder,
         original,

@@ -28,6 +28,7 @@ from .values import (
     exit_code_of,
     has_credentials,
     init_timeout,
+    kfp_metadata,
     kfp_run_link,
     summary_value,
     tree_size,
@@ -352,6 +353,22 @@ class Recorder(SharedRun):
             return os.path.dirname(os.path.abspath(self.run.dir))
         except Exception:
             return None
+
+
+def start_recorder(kind, component, extra):
+    """A Recorder for one component call with its run started (config: where the component ran, the
+    link back to KFP); None when even that failed, after one line saying so."""
+    try:
+        recorder = Recorder(kind, component)
+        meta = {KFP_META_KEY: kfp_metadata(component, kind, extra)}
+        link = kfp_run_link()
+        if link:
+            meta[KFP_LINK_KEY] = link
+        recorder.start(meta)
+        return recorder
+    except Exception as exc:
+        say("could not start recording this component (" + describe(exc) + ")")
+        return None
 
 
 def call_recorded(recorder, func, args, kwargs, before, after):

@@ -6,36 +6,13 @@ The cluster side (Secret writes, races, caBundle patching) is in tests/e2e/test_
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
+from datetime import timedelta
 
 import pytest
-from cryptography import x509
 
+from tests.unit.certificates.planning import DNS, POLICY, SHORT_CA, T0, bundle_fingerprints, fp, load
 from webhook.certificates import checks, generate, rotation
 from webhook.certificates.rotation import Material, Policy, plan
-from webhook.cli import certs as certs_cli
-
-T0 = datetime(2031, 3, 1, 8, 0, tzinfo=timezone.utc)
-DNS = rotation.service_dns_names("wandb-kfp-webhook", "wandb-system")
-POLICY = Policy(dns_names=DNS, trust_grace=timedelta(seconds=60))
-
-
-def load(pem: bytes) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem)
-
-
-def bundle_fingerprints(material: Material) -> list[str]:
-    return [checks.fingerprint(cert) for cert in checks.split_pem_certificates(material.bundle)]
-
-
-def fp(pem: bytes) -> str:
-    return checks.fingerprint(load(pem))
-
-
-@pytest.fixture(scope="module")
-def fresh() -> Material:
-    return plan(Material(), POLICY, trusted_fingerprints=None, now=T0).material
 
 
 def test_empty_secret_gets_a_ca_a_bundle_of_it_and_a_leaf_for_the_service(fresh: Material) -> None:
@@ -97,14 +74,6 @@ def test_a_broken_ca_means_new_everything() -> None:
     decided = plan(garbage, POLICY, trusted_fingerprints=None, now=T0)
     assert generate.ca_is_reusable(decided.material.ca_cert, decided.material.ca_key, timedelta(0), now=T0)
     assert bundle_fingerprints(decided.material) == [fp(decided.material.ca_cert)]
-
-
-SHORT_CA = Policy(dns_names=DNS, ca_valid_days=200, trust_grace=timedelta(seconds=60))
-
-
-@pytest.fixture(scope="module")
-def old() -> Material:
-    return plan(Material(), SHORT_CA, trusted_fingerprints=None, now=T0).material
 
 
 @pytest.fixture(scope="module")
@@ -181,31 +150,6 @@ def test_key_material_never_appears_in_repr(fresh: Material) -> None:
     assert "PRIVATE KEY" not in text and base64.b64encode(fresh.tls_key).decode()[:40] not in text
 
 
-
-
-def _webhook_config(*bundles: bytes) -> SimpleNamespace:
-    hooks = [
-        SimpleNamespace(name=f"h{i}", client_config=SimpleNamespace(ca_bundle=base64.b64encode(b).decode() or None))
-        for i, b in enumerate(bundles)
-    ]
-    return SimpleNamespace(webhooks=hooks)
-
-
-
-
-
-
 def test_split_skips_garbage_between_certificates(fresh: Material) -> None:
     mixed = b"junk\n" + fresh.ca_cert + b"-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"
     assert [checks.fingerprint(c) for c in checks.split_pem_certificates(mixed)] == [fp(fresh.ca_cert)]
-
-
-def test_longest_kubernetes_names_still_make_valid_certificates() -> None:
-    """Service and namespace names may be 63 characters; X.509 caps a CN at 64."""
-    longest = "s" * 63
-    args = certs_cli.build_sync_parser().parse_args(
-        ["--namespace", "n" * 63, "--secret", "x", "--webhook-config", "w", "--service", longest, "--out", "/o"]
-    )
-    material = plan(Material(), certs_cli.policy_from_args(args), trusted_fingerprints=None, now=T0).material
-    assert f"{longest}.{'n' * 63}.svc" in checks.cert_sans(material.tls_cert)[0]
-    assert generate.ca_is_reusable(material.ca_cert, material.ca_key, timedelta(0), now=T0)

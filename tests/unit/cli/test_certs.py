@@ -1,83 +1,27 @@
-"""`wandb-kfp-webhook certs generate|sync`: flags, exit codes, one-line errors.
-"""
+"""`wandb-kfp-webhook certs generate|sync`: flags, exit codes, one-line errors."""
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
 
+from tests.unit.certificates.planning import T0
 from tests.unit.cli.run import cli
-from webhook.certificates import checks, rotation
-from webhook.certificates.rotation import Material, Policy, plan
+from webhook.certificates import checks, generate
+from webhook.certificates.rotation import Material, plan
 from webhook.cli import certs as certs_cli
-
-T0 = datetime(2031, 3, 1, 8, 0, tzinfo=timezone.utc)
-DNS = rotation.service_dns_names("wandb-kfp-webhook", "wandb-system")
-POLICY = Policy(dns_names=DNS, trust_grace=timedelta(seconds=60))
-
-
-def load(pem: bytes) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem)
-
-
-def bundle_fingerprints(material: Material) -> list[str]:
-    return [checks.fingerprint(cert) for cert in checks.split_pem_certificates(material.bundle)]
-
-
-def fp(pem: bytes) -> str:
-    return checks.fingerprint(load(pem))
-
-
-@pytest.fixture(scope="module")
-def fresh() -> Material:
-    return plan(Material(), POLICY, trusted_fingerprints=None, now=T0).material
-
-
-SHORT_CA = Policy(dns_names=DNS, ca_valid_days=200, trust_grace=timedelta(seconds=60))
-
-
-@pytest.fixture(scope="module")
-def old() -> Material:
-    return plan(Material(), SHORT_CA, trusted_fingerprints=None, now=T0).material
-
-
-def _webhook_config(*bundles: bytes) -> SimpleNamespace:
-    hooks = [
-        SimpleNamespace(name=f"h{i}", client_config=SimpleNamespace(ca_bundle=base64.b64encode(b).decode() or None))
-        for i, b in enumerate(bundles)
-    ]
-    return SimpleNamespace(webhooks=hooks)
 
 
 def test_bad_durations_are_refused_before_any_cluster_call(capsys: pytest.CaptureFixture[str]) -> None:
-    code = certs_cli.sync_main(
-        [
-            "--namespace",
-            "n",
-            "--secret",
-            "s",
-            "--webhook-config",
-            "w",
-            "--service",
-            "svc",
-            "--out",
-            "/nonexistent",
-            "--once",
-            "--leaf-valid-days",
-            "10",
-            "--leaf-renew-before-days",
-            "30",
-        ]
-    )
-    assert code == 2
+    args = ["--namespace", "n", "--secret", "s", "--webhook-config", "w", "--service", "svc"]
+    args += ["--out", "/nonexistent", "--once", "--leaf-valid-days", "10", "--leaf-renew-before-days", "30"]
+    assert certs_cli.sync_main(args) == 2
     assert "--leaf-renew-before-days" in capsys.readouterr().err
 
 
-def test_certs_generate_writes_ecdsa_ca_and_serving_cert_with_sans(tmp_path):
+def test_certs_generate_writes_ecdsa_ca_and_serving_cert_with_sans(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = cli(
         "certs", "generate", "--dns", "wandb-kfp-webhook.wandb.svc", "--ip", "127.0.0.1", "--out", str(tmp_path)
     )
@@ -90,3 +34,12 @@ def test_certs_generate_writes_ecdsa_ca_and_serving_cert_with_sans(tmp_path):
     assert (tmp_path / "tls.key").stat().st_mode & 0o777 == 0o600
 
 
+def test_longest_kubernetes_names_still_make_valid_certificates() -> None:
+    """Service and namespace names may be 63 characters; X.509 caps a CN at 64."""
+    longest = "s" * 63
+    args = certs_cli.build_sync_parser().parse_args(
+        ["--namespace", "n" * 63, "--secret", "x", "--webhook-config", "w", "--service", longest, "--out", "/o"]
+    )
+    material = plan(Material(), certs_cli.policy_from_args(args), trusted_fingerprints=None, now=T0).material
+    assert f"{longest}.{'n' * 63}.svc" in checks.cert_sans(material.tls_cert)[0]
+    assert generate.ca_is_reusable(material.ca_cert, material.ca_key, timedelta(0), now=T0)

@@ -110,8 +110,6 @@ def test_bad_input_is_one_line_and_exit_2(args, stdin, message):
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
-
-
 def test_invalid_settings_file_is_one_line_and_exit_2(tmp_path):
     settings = tmp_path / "settings.yaml"
     settings.write_text("init_timeout_seconds: 0\nprojcet: x\n")

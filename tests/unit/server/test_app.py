@@ -145,9 +145,10 @@ def test_internal_error_admits_the_pod_with_a_warning_and_logs_no_message(client
     assert response["allowed"] is True and "patch" not in response
     assert "internal error (RuntimeError)" in response["warnings"][0]
     after = client.get("/metrics").get_data(as_text=True)
-    assert _counter(after, "wandb_kfp_webhook_internal_errors_total") == _counter(
-        before, "wandb_kfp_webhook_internal_errors_total"
-    ) + 1
+    assert (
+        _counter(after, "wandb_kfp_webhook_internal_errors_total")
+        == _counter(before, "wandb_kfp_webhook_internal_errors_total") + 1
+    )
     assert "secret-looking detail" not in caplog.text
 
 
