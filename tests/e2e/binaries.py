@@ -16,12 +16,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tests.support.venvs import cache_root
+
+T = TypeVar("T")
 
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
@@ -363,11 +366,6 @@ def ensure_binaries(build: bool = True, with_helm: bool = True) -> Binaries:
     )
 
 
-def _first_line(command: list[str]) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
-    return (result.stdout or result.stderr).strip().splitlines()[0] if (result.stdout or result.stderr) else ""
-
-
 def binary_versions(binaries: Binaries) -> dict[str, str]:
     """What each binary says its version is (from the binary itself, not from the pins)."""
     kubectl_client = json.loads(
@@ -379,34 +377,58 @@ def binary_versions(binaries: Binaries) -> dict[str, str]:
             timeout=60,
         ).stdout
     )["clientVersion"]["gitVersion"]
-    etcd_line = _first_line([str(binaries.etcd), "--version"])
+    etcd_line = first_line([str(binaries.etcd), "--version"])
     versions = {
-        "kube-apiserver": _first_line([str(binaries.kube_apiserver), "--version"]).removeprefix("Kubernetes "),
+        "kube-apiserver": first_line([str(binaries.kube_apiserver), "--version"]).removeprefix("Kubernetes "),
         "etcd": etcd_line.removeprefix("etcd Version: "),
         "kubectl": kubectl_client,
     }
     if binaries.helm is not None:
-        versions["helm"] = _first_line([str(binaries.helm), "version", "--short"])
+        versions["helm"] = first_line([str(binaries.helm), "version", "--short"])
     return versions
+
+
+def first_line(command: list[str]) -> str:
+    """The first line a binary prints (stdout, else stderr) for a version question."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def report_main(
+    ensure: Callable[[], T],
+    versions: Callable[[T], dict[str, str]],
+    log: Callable[[str], None],
+    skipped: str,
+    paths: Callable[[T], list[str]] = lambda _binaries: [],
+) -> int:
+    """A tier's `main`: build (or find) its binaries, print what each says it is; exit 1 when unavailable."""
+    started = time.monotonic()
+    try:
+        binaries = ensure()
+    except GoNotInstalled as error:
+        log(f"skipping: {error}; {skipped} will be skipped")
+        return 0
+    except BinariesUnavailable as error:
+        log(f"unavailable: {error}")
+        return 1
+    for name, version in versions(binaries).items():
+        log(f"{name}: {version}")
+    for line in paths(binaries):
+        log(line)
+    log(f"ready in {time.monotonic() - started:.0f}s")
+    return 0
 
 
 def main() -> int:
     """Build (or find) every pinned binary and print where they are and what they say they are."""
-    started = time.monotonic()
-    try:
-        binaries = ensure_binaries()
-    except GoNotInstalled as error:
-        _log(f"skipping: {error}; the e2e tests will be skipped")
-        return 0
-    except BinariesUnavailable as error:
-        _log(f"unavailable: {error}")
-        return 1
-    for name, version in binary_versions(binaries).items():
-        _log(f"{name}: {version}")
-    _log(f"kube-apiserver={binaries.kube_apiserver} etcd={binaries.etcd} kubectl={binaries.kubectl}")
-    _log(f"helm={binaries.helm}")
-    _log(f"ready in {time.monotonic() - started:.0f}s")
-    return 0
+    return report_main(
+        ensure_binaries,
+        binary_versions,
+        _log,
+        "the e2e tests",
+        lambda b: [f"kube-apiserver={b.kube_apiserver} etcd={b.etcd} kubectl={b.kubectl}", f"helm={b.helm}"],
+    )
 
 
 if __name__ == "__main__":

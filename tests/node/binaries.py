@@ -13,12 +13,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.e2e import binaries as e2e
-from tests.e2e.binaries import BinariesUnavailable, GoNotInstalled, cached_path
+from tests.e2e.binaries import BinariesUnavailable, cached_path, first_line, report_main
 from tests.support.venvs import cache_lock, cache_root
 
 KUBERNETES_VERSION = e2e.KUBERNETES_VERSION
@@ -229,38 +228,20 @@ def ensure_node_binaries(build: bool = True) -> NodeBinaries:
 
 def binary_versions(binaries: NodeBinaries) -> dict[str, str]:
     """What each binary says it is, from the binary itself."""
-
-    def first_line(*command: str) -> str:
-        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
-        lines = (result.stdout or result.stderr).strip().splitlines()
-        return lines[0] if lines else ""
-
     versions = {
-        name: first_line(str(getattr(binaries, name.replace("-", "_"))), "--version")
+        name: first_line([str(getattr(binaries, name.replace("-", "_"))), "--version"])
         for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
     }
-    versions["etcd"] = first_line(str(binaries.etcd), "--version")
-    versions["argoexec"] = first_line(str(binaries.argoexec), "version", "--short")
-    versions["workflow-controller"] = first_line(str(binaries.workflow_controller), "version", "--short")
-    versions["minio"] = first_line(str(binaries.minio), "--version")
+    versions["etcd"] = first_line([str(binaries.etcd), "--version"])
+    versions["argoexec"] = first_line([str(binaries.argoexec), "version", "--short"])
+    versions["workflow-controller"] = first_line([str(binaries.workflow_controller), "version", "--short"])
+    versions["minio"] = first_line([str(binaries.minio), "--version"])
     return versions
 
 
 def main() -> int:
     """Build (or find) every binary of the node tier and print what each says it is."""
-    started = time.monotonic()
-    try:
-        binaries = ensure_node_binaries()
-    except GoNotInstalled as error:
-        _log(f"skipping: {error}; the node tests will be skipped")
-        return 0
-    except BinariesUnavailable as error:
-        _log(f"unavailable: {error}")
-        return 1
-    for name, version in binary_versions(binaries).items():
-        _log(f"{name}: {version}")
-    _log(f"ready in {time.monotonic() - started:.0f}s")
-    return 0
+    return report_main(ensure_node_binaries, binary_versions, _log, "the node tests")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pytest
 
 from tests.fixtures.pods import index_entry, load_pod, main_command, resolved_component_command
 from tests.shim.support import install_shim, shim_lines
+from tests.shim.wandb_reader import RunFile, read_only_run
 from tests.support.venvs import ensure_venv
 from webhook.admission.podfacts import read_facts
 from webhook.shim import contract
@@ -147,6 +148,17 @@ class ComponentCase:
         assert baseline.returncode == 0, baseline.stderr
         assert recorded.outcome() == baseline.outcome()
         return baseline, recorded
+
+    def identified_run(self, recorded: ComponentRun) -> RunFile:
+        """The recorded offline run, checked to be this step of this KFP run: exit 0, job type, group, link."""
+        run = read_only_run(recorded.wandb_dir)
+        assert run.exit_code == 0
+        assert run.job_type == self.entry["function"]
+        assert run.group == self.entry["run_id"]
+        link = KUBEFLOW_URL + "/#/runs/details/" + self.entry["run_id"]
+        assert run.config["LINK_TO_KUBEFLOW_RUN"] == link
+        assert link in run.notes
+        return run
 
     def run(self, shim: bool, extra_env: Optional[Mapping[str, str]] = None, label: str = "") -> ComponentRun:
         """Run the component once in a clean work dir; `shim` puts the installed bootstrap on PYTHONPATH."""

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.fixtures.pods import fixtures_of_kind
-from tests.shim.conftest import KUBEFLOW_URL, executor_parameter_rewrite
+from tests.shim.conftest import executor_parameter_rewrite
 from tests.shim.test_py37_and_compat import assert_component_file
 from tests.shim.wandb_reader import read_only_run
 from webhook.shim import contract
@@ -27,13 +27,7 @@ def test_v2_component_outcome_unchanged_and_recorded(component, name):
 
     entry = case.entry
     function = entry["function"]
-    run = read_only_run(recorded.wandb_dir)
-    assert run.exit_code == 0
-    assert run.job_type == function
-    assert run.group == entry["run_id"]
-    link = KUBEFLOW_URL + "/#/runs/details/" + entry["run_id"]
-    assert run.config["LINK_TO_KUBEFLOW_RUN"] == link
-    assert link in run.notes
+    run = case.identified_run(recorded)
     assert run.config["kubeflow"]["pod"] == entry["pod_name"]
     assert run.config["kubeflow"]["kfp_sdk"] == "2.17.3"
     for key, value in (entry.get("inputs") or {}).items():

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.unit.server.tlskit import FakeClock, Pair, handshake_serial, kubelet_layout, make_reloader, write_pair
-from webhook.server import runner, tls
+from webhook.server import tls
 
 
 def test_initial_pair_is_served_with_tls12_minimum(tmp_path: Path, pairs: list[Pair], ca_file: Path) -> None:
@@ -124,20 +124,6 @@ def test_start_up_refuses_a_mismatched_pair(tmp_path: Path, pairs: list[Pair]) -
         tls.CertificateReloader(str(directory / "tls.crt"), str(directory / "tls.key"))
     with pytest.raises(tls.CertificateLoadError, match="cannot read"):
         tls.CertificateReloader(str(directory / "nope.crt"), str(directory / "tls.key"))
-
-
-def options(reloader: tls.CertificateReloader | None, access_log: bool = False) -> dict[str, Any]:
-    return runner.build_gunicorn_options(
-        host="::1",
-        port=8443,
-        workers=2,
-        keepalive_s=15,
-        timeout_s=30,
-        graceful_timeout_s=15,
-        log_level="info",
-        access_log=access_log,
-        reloader=reloader,
-    )
 
 
 def test_a_chain_file_is_served_and_a_torn_chain_is_not(
