@@ -9,6 +9,9 @@ User code's own wandb calls meet the run as `usercalls.SharedRun` describes. Whe
 run, its end waits for the process's end (user threads may still log after the component function
 returned). Only the process that started the run finishes it: a forked child that returns from the
 component function leaves it alone.
+
+Just over 400 lines, kept whole on purpose: start, the offline fallback, finish and the fork and exit
+guards share one object's state, and each is only safe next to the others.
 """
 
 import atexit
