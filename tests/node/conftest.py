@@ -75,9 +75,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ready = _prepare()
     config.stash[_READY_KEY] = ready
     if isinstance(ready, str) and os.environ.get("WKW_NODE_REQUIRED") != "1":
-        _SUMMARY["not run"] = f"node tier: {len(ours)} tests not run: {ready}"
-        config.hook.pytest_deselected(items=ours)
-        items[:] = [item for item in items if item not in ours]
+        _leave_out(config, items, ours, "not run", f"{len(ours)} tests not run: {ready}")
         return
     # The admin's journey (the chart, KFP pipelines) also needs helm and the images `make image` and the
     # container tier build; only the tests that use the `webhook` fixture are left out without them.
@@ -86,9 +84,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         images = _prepare_webhook()
         config.stash[_WEBHOOK_IMAGES_KEY] = images
         if isinstance(images, str) and os.environ.get("WKW_NODE_REQUIRED") != "1":
-            _SUMMARY["journey not run"] = f"node tier: {len(journey)} webhook tests not run: {images}"
-            config.hook.pytest_deselected(items=journey)
-            items[:] = [item for item in items if item not in journey]
+            _leave_out(config, items, journey, "journey not run", f"{len(journey)} webhook tests not run: {images}")
+
+
+def _leave_out(config: pytest.Config, items: list[pytest.Item], gone: list[pytest.Item], key: str, why: str) -> None:
+    """Deselect `gone` and say why in one summary line (a machine that cannot run them)."""
+    _SUMMARY[key] = f"node tier: {why}"
+    config.hook.pytest_deselected(items=gone)
+    items[:] = [item for item in items if item not in gone]
 
 
 @pytest.fixture(scope="session")
