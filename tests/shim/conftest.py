@@ -149,6 +149,17 @@ class ComponentCase:
         assert recorded.outcome() == baseline.outcome()
         return baseline, recorded
 
+    def compared_failure(self, exception: str = "ZeroDivisionError") -> tuple[ComponentRun, RunFile]:
+        """Run without, then with the shim, a component that raises: the same failure either way, and a run
+        that records it (exit code 1, the exception's type)."""
+        baseline = self.run(shim=False)
+        recorded = self.run(shim=True)
+        assert baseline.returncode == 1 and exception in baseline.stderr
+        assert recorded.outcome() == baseline.outcome()
+        run = read_only_run(recorded.wandb_dir)
+        assert run.exit_code == 1 and run.summary["exception_type"] == exception
+        return recorded, run
+
     def identified_run(self, recorded: ComponentRun) -> RunFile:
         """The recorded offline run, checked to be this step of this KFP run: exit 0, job type, group, link."""
         run = read_only_run(recorded.wandb_dir)

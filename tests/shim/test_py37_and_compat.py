@@ -22,7 +22,7 @@ import pytest
 
 from tests.fixtures.pods import index_entry
 from tests.shim import kfp_compile
-from tests.shim.conftest import ComponentCase, v1_argument_rewrite
+from tests.shim.conftest import ComponentCase, ComponentRun, v1_argument_rewrite
 from tests.shim.support import install_shim, payload_dir
 from tests.shim.wandb_reader import read_only_run
 from tests.support.venvs import ensure_venv
@@ -56,6 +56,22 @@ class CompiledCase(ComponentCase):
     def argv(self) -> list[str]:
         resolved = kfp_compile.executor_input(self.work, dict(self.parameters or {}), list(self.outputs))
         return kfp_compile.executor_argv(self.compiled, resolved)
+
+    def recorded_run(self, recorded: ComponentRun, minor: str, wandb: str, kfp: str, expected: dict[str, Any]):
+        """The offline run of a call that succeeded: on this Python minor with this wandb and kfp, the
+        parameters in its config, `expected` outputs in its summary, the component file, one `wandb sync` line."""
+        run = read_only_run(recorded.wandb_dir)
+        assert run.python_version.startswith(minor + ".")
+        assert run.wandb_version == wandb
+        assert run.exit_code == 0
+        assert run.config["kubeflow"]["kfp_sdk"] == kfp
+        for key, value in (self.parameters or {}).items():
+            assert run.config[key] == value
+        for key, value in expected.items():
+            assert run.summary[self.name + "." + key] == value
+        assert_component_file(run, self.name, self.compiled.component_spec)
+        assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+        return run
 
     def pod_env(self) -> dict[str, str]:
         """What the webhook gives an executor pod: identity, and the launcher's component spec by value."""
@@ -113,12 +129,7 @@ def test_v1_failing_component_on_python37(shim_with_payload, tmp_path):
     python = _venv("s2-bare", "3.7", [])
     rewrite = v1_argument_rewrite("--divisor", "0")
     case = ComponentCase("v1-divide", python, shim_with_payload, tmp_path, index_entry("v1-divide"), rewrite)
-    baseline = case.run(shim=False)
-    recorded = case.run(shim=True)
-    assert baseline.returncode == 1 and "ZeroDivisionError" in baseline.stderr
-    assert recorded.outcome() == baseline.outcome()
-    run = read_only_run(recorded.wandb_dir)
-    assert run.exit_code == 1 and run.summary["exception_type"] == "ZeroDivisionError"
+    case.compared_failure()
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +163,7 @@ def test_kfp27_component_on_python37_recorded_with_vendored_wandb(
     _baseline, recorded = case.compared()
     metadata = json.loads(recorded.files["kfp_outputs/output_metadata.json"])
     assert metadata["parameterValues"] == expected
-    run = read_only_run(recorded.wandb_dir)
-    assert run.python_version.startswith("3.7.")
-    assert run.wandb_version == "0.18.7"
-    assert run.exit_code == 0
-    assert run.config["kubeflow"]["kfp_sdk"] == "2.7.0"
-    for key, value in parameters.items():
-        assert run.config[key] == value
-    for key, value in expected.items():
-        assert run.summary[name + "." + key] == value
-    assert_component_file(run, name, compiled.component_spec)
-    assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+    case.recorded_run(recorded, "3.7", wandb="0.18.7", kfp="2.7.0", expected=expected)
 
 
 def test_kfp27_failing_component_on_python37(shim_with_payload, kfp27_components, tmp_path):
@@ -171,12 +172,7 @@ def test_kfp27_failing_component_on_python37(shim_with_payload, kfp27_components
     parameters = {"dividend": 17, "divisor": 0}
     case = CompiledCase("divide", python, shim_with_payload, tmp_path, compiled=compiled, parameters=parameters)
     case.outputs = ("quotient", "remainder")
-    baseline = case.run(shim=False)
-    recorded = case.run(shim=True)
-    assert baseline.returncode == 1 and "ZeroDivisionError" in baseline.stderr
-    assert recorded.outcome() == baseline.outcome()
-    run = read_only_run(recorded.wandb_dir)
-    assert run.exit_code == 1 and run.summary["exception_type"] == "ZeroDivisionError"
+    case.compared_failure()
 
 
 # --- kfp 2.0.1: protobuf 3.20 loaded before the component ------------------------------------------
@@ -215,17 +211,8 @@ def test_kfp20_component_recorded_with_compat_wandb(
     case = CompiledCase(name, python, shim_with_payload, tmp_path, compiled=components[name], parameters=parameters)
     case.outputs = outputs
     _baseline, recorded = case.compared()
-    run = read_only_run(recorded.wandb_dir)
-    assert run.python_version.startswith("3.10.")
-    assert run.wandb_version == "0.18.7"  # the compat wandb: the vendored 0.31.0 needs protobuf >= 5
-    assert run.exit_code == 0
-    assert run.config["kubeflow"]["kfp_sdk"] == "2.0.1"
-    for key, value in parameters.items():
-        assert run.config[key] == value
-    for key, value in expected.items():
-        assert run.summary[name + "." + key] == value
-    assert_component_file(run, name, components[name].component_spec)
-    assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+    # the compat wandb: the vendored 0.31.0 needs protobuf >= 5
+    case.recorded_run(recorded, "3.10", wandb="0.18.7", kfp="2.0.1", expected=expected)
 
 
 def test_kfp20_failure_recorded_with_compat_wandb(shim_with_payload, kfp20, tmp_path):
@@ -235,13 +222,8 @@ def test_kfp20_failure_recorded_with_compat_wandb(shim_with_payload, kfp20, tmp_
         "divide", python, shim_with_payload, tmp_path, compiled=components["divide"], parameters=parameters
     )
     case.outputs = ("quotient", "remainder")
-    baseline = case.run(shim=False)
-    recorded = case.run(shim=True)
-    assert baseline.returncode == 1 and "ZeroDivisionError" in baseline.stderr
-    assert recorded.outcome() == baseline.outcome()
-    run = read_only_run(recorded.wandb_dir)
+    _recorded, run = case.compared_failure()
     assert run.wandb_version == "0.18.7"
-    assert run.exit_code == 1 and run.summary["exception_type"] == "ZeroDivisionError"
 
 
 def test_kfp20_without_the_compat_site_says_so_once_and_records_nothing(kfp20, tmp_path):
@@ -269,12 +251,7 @@ def test_kfp20_on_python37_records_with_the_vendored_wandb(shim_with_payload, kf
     parameters = {"a": 1.5, "b": 2.25}
     case = CompiledCase("add", python, shim_with_payload, tmp_path, compiled=components["add"], parameters=parameters)
     _baseline, recorded = case.compared()
-    run = read_only_run(recorded.wandb_dir)
-    assert run.python_version.startswith("3.7.") and run.wandb_version == "0.18.7"
-    assert run.config["kubeflow"]["kfp_sdk"] == "2.0.1" and run.config["a"] == 1.5
-    assert run.summary["add.Output"] == 3.75 and run.exit_code == 0
-    assert_component_file(run, "add", components["add"].component_spec)
-    assert len(recorded.shim_lines) == 1 and "wandb sync" in recorded.shim_lines[0]
+    case.recorded_run(recorded, "3.7", wandb="0.18.7", kfp="2.0.1", expected={"Output": 3.75})
 
 
 @pytest.mark.parametrize(

@@ -76,13 +76,5 @@ def test_v1_without_component_spec_uses_argument_names(component):
 
 def test_v1_failing_component_outcome_unchanged_and_run_failed(component):
     case = component("v1-divide", rewrite=v1_argument_rewrite("--divisor", "0"))
-    baseline = case.run(shim=False)
-    recorded = case.run(shim=True)
-
-    assert baseline.returncode == 1
-    assert "ZeroDivisionError" in baseline.stderr
-    assert recorded.outcome() == baseline.outcome()
-    run = read_only_run(recorded.wandb_dir)
-    assert run.exit_code == 1
-    assert run.summary["exception_type"] == "ZeroDivisionError"
+    _recorded, run = case.compared_failure()
     assert run.config["divisor"] == 0

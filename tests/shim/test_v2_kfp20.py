@@ -53,9 +53,4 @@ def test_kfp20_failure_recorded_and_traceback_unchanged(kfp20_python, shim_dir, 
         return executor_parameter_rewrite("divisor", 0)(_as_kfp20(argv))
 
     case = ComponentCase("v2-divide", kfp20_python, shim_dir, tmp_path, index_entry("v2-divide"), rewrite)
-    baseline = case.run(shim=False)
-    recorded = case.run(shim=True)
-    assert baseline.returncode == 1 and "ZeroDivisionError" in baseline.stderr
-    assert recorded.outcome() == baseline.outcome()
-    run = read_only_run(recorded.wandb_dir)
-    assert run.exit_code == 1 and run.summary["exception_type"] == "ZeroDivisionError"
+    case.compared_failure()

@@ -51,9 +51,4 @@ def test_v2_failure_with_vendored_wandb_keeps_traceback(shim_with_payload, tmp_p
     python = ensure_venv("s2-kfp2-nowandb", minor, ["kfp==2.17.3"])
     rewrite = executor_parameter_rewrite("divisor", 0)
     case = ComponentCase("v2-divide", python, shim_with_payload, tmp_path, index_entry("v2-divide"), rewrite)
-    baseline = case.run(shim=False)
-    recorded = case.run(shim=True)
-    assert baseline.returncode == 1
-    assert recorded.outcome() == baseline.outcome()
-    run = read_only_run(recorded.wandb_dir)
-    assert run.exit_code == 1 and run.summary["exception_type"] == "ZeroDivisionError"
+    case.compared_failure()
