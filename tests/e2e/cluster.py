@@ -92,10 +92,29 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 @dataclass
-class _Server:
+class LoggedProcess:
+    """A server the harness started: its process (own group, killed with the tests) and its log file."""
+
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+
+
+def spawn_logged(
+    name: str, command: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None
+) -> LoggedProcess:
+    """Start `command` with stdout and stderr in `log_path`, no stdin, dying with the test process."""
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+    return LoggedProcess(name, process, log_path)
 
 
 @dataclass
@@ -111,7 +130,7 @@ class Cluster:
     temp_dir: Path = field(default_factory=Path)
     versions: dict[str, str] = field(default_factory=dict)
     ca: CertificateAuthority | None = field(default=None, repr=False)
-    _servers: list[_Server] = field(default_factory=list, repr=False)
+    _servers: list[LoggedProcess] = field(default_factory=list, repr=False)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -189,18 +208,8 @@ class Cluster:
         token_file.write_text(f'{self.token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
         self.kubeconfig = self.temp_dir / "kubeconfig"
 
-    def _spawn(self, name: str, command: list[str]) -> _Server:
-        log_path = self.temp_dir / f"{name}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.temp_dir,
-                preexec_fn=_die_with_parent,
-            )
-        server = _Server(name, process, log_path)
+    def _spawn(self, name: str, command: list[str]) -> LoggedProcess:
+        server = spawn_logged(name, command, self.temp_dir / f"{name}.log", self.temp_dir)
         self._servers.append(server)
         return server
 
@@ -276,7 +285,7 @@ class Cluster:
             "namespace default",
         )
 
-    def _poll(self, server: _Server, ready: Callable[[], bool], what: str) -> None:
+    def _poll(self, server: LoggedProcess, ready: Callable[[], bool], what: str) -> None:
         """Wait for `ready()`; fail with every server's log tail if the server exits or never gets there."""
         deadline = time.monotonic() + START_DEADLINE_SECONDS
         while time.monotonic() < deadline:

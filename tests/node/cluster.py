@@ -50,7 +50,7 @@ from kubernetes import client as k8s
 
 from tests.e2e.binaries import ensure_helm
 from tests.e2e.certs import CertificateAuthority, service_account_signing_key
-from tests.e2e.cluster import _die_with_parent, _stop_process_group, log_tail, process_exists
+from tests.e2e.cluster import LoggedProcess, _stop_process_group, log_tail, process_exists, spawn_logged
 from tests.node.binaries import NodeBinaries
 
 NODE_NAME = "wkw-node"
@@ -383,13 +383,6 @@ def machine_lock() -> Iterator[IO[str]]:
 
 
 @dataclass
-class _Process:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-
-@dataclass
 class NodeCluster:
     """The whole node; `start()`/`stop()` or a `with` block. `images` (name -> (reference, OCI archive), as
     `tests.node.images.ensure_images()` returns them) are imported before the kubelet starts, and must
@@ -407,7 +400,7 @@ class NodeCluster:
     history: list[dict[str, float]] = field(default_factory=list)
     """`timings` of every start/stop cycle so far (the tier's summary prints them)."""
     ca: CertificateAuthority | None = field(default=None, repr=False)
-    _processes: list[_Process] = field(default_factory=list, repr=False)
+    _processes: list[LoggedProcess] = field(default_factory=list, repr=False)
     _lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
     _ports: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -598,24 +591,16 @@ class NodeCluster:
 
     # -- processes ---------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> _Process:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> LoggedProcess:
         log_path = self.temp_dir / "logs" / f"{name}.log"
         log_path.parent.mkdir(exist_ok=True)
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.temp_dir,
-                env=env,
-                preexec_fn=_die_with_parent,
-            )
-        proc = _Process(name, process, log_path)
+        proc = spawn_logged(name, command, log_path, self.temp_dir, env)
         self._processes.append(proc)
         return proc
 
-    def _wait(self, proc: _Process | None, ready: Callable[[], bool], what: str, deadline: float | None = None) -> None:
+    def _wait(
+        self, proc: LoggedProcess | None, ready: Callable[[], bool], what: str, deadline: float | None = None
+    ) -> None:
         """Poll `ready()`; fail with every log tail when `proc` exits or time runs out."""
         limit = time.monotonic() + (deadline or START_DEADLINE_SECONDS)
         while time.monotonic() < limit:
