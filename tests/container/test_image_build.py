@@ -63,6 +63,19 @@ def _disk_bytes(root: Path) -> int:
     return total
 
 
+def _shim_install(prefix: Path, dest: Path, *flags: str) -> None:
+    """What the injected init container runs: the built venv's `shim install DEST`, payload from the image."""
+    result = subprocess.run(
+        [str(prefix / "venv" / "bin" / "wandb-kfp-webhook"), "shim", "install", str(dest), *flags],
+        capture_output=True,
+        text=True,
+        env={**os.environ, contract.PAYLOAD_DIR_ENV: str(prefix / "shim")},
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="module", params=["opt/wandb-kfp-webhook"], ids=["prefix"])
 def built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str | None]:
     prefix = tmp_path_factory.mktemp("image") / request.param
@@ -126,17 +139,8 @@ def test_init_container_copy_from_the_image_shim_is_identical(
 ) -> None:
     """What the injected init container does: `shim install /wandb-shim` with the image's env."""
     prefix, _stdout, _payload = built
-    env = {**os.environ, "WANDB_KFP_PAYLOAD_DIR": str(prefix / "shim")}
     dest = tmp_path / "wandb-shim"
-    result = subprocess.run(
-        [str(prefix / "venv" / "bin" / "wandb-kfp-webhook"), "shim", "install", str(dest)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
+    _shim_install(prefix, dest)
     image_marker = json.loads((prefix / "shim" / COMPLETE_MARKER).read_text())
     copy_marker = json.loads((dest / COMPLETE_MARKER).read_text())
     assert copy_marker["stamp"] == image_marker["stamp"]
@@ -193,18 +197,9 @@ def test_narrowed_init_container_copy_fits_the_size_limit_the_server_computes(
     from webhook.admission import pythonimage
 
     prefix, _stdout, _payload = built
-    env = {**os.environ, "WANDB_KFP_PAYLOAD_DIR": str(prefix / "shim")}
     dest = tmp_path / "wandb-shim"
     flags = [contract.INSTALL_PYTHON_FLAG, python] + ([contract.INSTALL_COMPAT_FLAG] if compat else [])
-    result = subprocess.run(
-        [str(prefix / "venv" / "bin" / "wandb-kfp-webhook"), "shim", "install", str(dest), *flags],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
+    _shim_install(prefix, dest, *flags)
     expected = {"manifest.json", f"py{python}"}
     if compat and (prefix / "shim" / contract.SITE_SUBDIR / f"py{python}{contract.COMPAT_SITE_SUFFIX}").is_dir():
         expected.add(f"py{python}{contract.COMPAT_SITE_SUFFIX}")
