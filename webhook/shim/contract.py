@@ -64,6 +64,8 @@ STANDARD_WANDB_VARIABLES = (
 DEFAULT_PREFIX = "WANDB_KFP_DEFAULT_"
 
 # --- Identity and switches for the shim (WANDB_KFP_*) --------------------------------------------
+#: What turns a switch below off (SHIM_SWITCH, RUN_LINK), compared lower-cased and stripped.
+OFF_VALUES = ("off", "0", "false", "no", "disabled")
 #: "off" disables the shim in a pod without removing the injection.
 SHIM_SWITCH = "WANDB_KFP_SHIM"
 #: The pod kind the webhook classified (see POD_KINDS).

@@ -21,7 +21,6 @@ from .messages import describe, say
 #: Artifact type of the component file, as W&B's KFP integration names it.
 COMPONENT_FILE_TYPE = "kubeflow_component_file"
 RUN_LINK_PREFIX = "W&B run: "
-_OFF_VALUES = ("off", "0", "false", "no", "disabled")
 
 
 def after_start(recorder):
@@ -38,7 +37,7 @@ def after_start(recorder):
 
 def run_link_line(recorder):
     """`W&B run: <url>` for an online run when the link is wanted; None otherwise."""
-    if os.environ.get(contract.RUN_LINK, "").strip().lower() in _OFF_VALUES:
+    if os.environ.get(contract.RUN_LINK, "").strip().lower() in contract.OFF_VALUES:
         return None
     if not recorder.active() or recorder._is_offline():
         return None

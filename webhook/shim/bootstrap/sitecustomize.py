@@ -32,7 +32,6 @@ _MAX_PROGRAM_BYTES = 8 * 1024 * 1024
 _CHAIN_GUARD = "_wandb_kfp_shim_bootstrap_chaining"
 _SUPPORTED = ((3, 7), (3, 13))
 _ARCHES = ("x86_64", "aarch64")
-_OFF_VALUES = ("off", "0", "false", "no", "disabled")
 
 
 def _say(message):
@@ -240,7 +239,7 @@ def _main():
     if contract is not None:
         _apply_defaults(contract)
         switch = contract["SHIM_SWITCH"]
-        if os.environ.get(switch, "").strip().lower() in _OFF_VALUES:
+        if os.environ.get(switch, "").strip().lower() in contract["OFF_VALUES"]:
             _debug("inactive: %s=%s (%s)" % (switch, os.environ[switch], reason))
             return
         active_pid = os.environ.get(contract["ACTIVE_MARKER"], "")
